@@ -1,0 +1,154 @@
+"""Command line: ``python -m benchmark {run,validate,models,leaderboard}``.
+
+User errors (bad suite, missing data, bad checkpoint) print one line to stderr and exit 2;
+tracebacks are reserved for bugs in the harness itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError
+
+EPILOG = """examples:
+  python -m benchmark run suites/quickstart.yaml      run a suite, print its leaderboard
+  python -m benchmark validate suites/cifar10.yaml    check a suite without running it
+  python -m benchmark models                          list registered models and parameters
+  python -m benchmark leaderboard --sort clean_ece_pct
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark",
+        description="Benchmark models on adversarial robustness, corruption robustness, "
+        "calibration and failure prediction, from a YAML suite.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run a suite (reusing cached results) and print the leaderboard"
+    )
+    run.add_argument("suite", help="suite YAML file, e.g. suites/quickstart.yaml")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--quiet", action="store_true", help="print only the leaderboard")
+
+    validate = commands.add_parser("validate", help="check suite files without running them")
+    validate.add_argument("suites", nargs="+", help="suite YAML file(s)")
+
+    listing = commands.add_parser("models", help="list registered models and their parameters")
+    listing.add_argument(
+        "--all", action="store_true", help="also list datasets, evaluation types and recipes"
+    )
+    listing.add_argument("--plugin", action="append", default=[], help="module to import first")
+
+    board = commands.add_parser("leaderboard", help="print a saved leaderboard")
+    board.add_argument(
+        "path",
+        nargs="?",
+        default="leaderboard",
+        help="leaderboard CSV, suite YAML, or directory of CSVs (default: leaderboard/)",
+    )
+    board.add_argument("--sort", metavar="COLUMN", help="sort by this column, best first")
+    board.add_argument("--ascending", action="store_true", help="force ascending order")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import format_table
+    from benchmark.runner import run_suite
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite)
+    log = (lambda _message: None) if args.quiet else None
+    kwargs = {"log": log} if log else {}
+    summary = run_suite(suite, progress=not (args.no_progress or args.quiet), **kwargs)
+    print(format_table(summary.leaderboard))
+    if not args.quiet:
+        print(f"\nwritten: {', '.join(str(p) for p in summary.written)}", file=sys.stderr)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from benchmark.suite import load_suite
+
+    for path in args.suites:
+        suite = load_suite(path)
+        print(
+            f"{path}: ok ({len(suite.models)} model(s) x {len(suite.evaluations)} evaluation(s) "
+            f"on {suite.dataset.name}/{suite.dataset.split})"
+        )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from benchmark.suite.loader import import_plugins, load_registries
+
+    load_registries()
+    import_plugins(args.plugin, "--plugin")
+    from benchmark.datasets import DATASETS
+    from benchmark.evaluations import EVALUATIONS
+    from models import MODELS
+    from models.training import RECIPES
+
+    registries = [MODELS] + ([DATASETS, EVALUATIONS, RECIPES] if args.all else [])
+    for registry in registries:
+        print(f"{registry.kind}s:")
+        for entry in registry:
+            flag = " [randomized]" if entry.extras.get("randomized") else ""
+            print(f"  {entry.key:<16} {entry.description}{flag}")
+            for name, type_name, default in entry.parameter_table():
+                print(f"  {'':<16}   {name}: {type_name} = {default}")
+        print()
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import format_table, read_leaderboard, sort_leaderboard
+
+    path = Path(args.path)
+    if path.suffix in (".yaml", ".yml"):
+        from benchmark.suite import load_suite
+
+        suite = load_suite(path)
+        paths = [Path(suite.leaderboard_dir) / f"{suite.name}.csv"]
+    elif path.is_dir():
+        paths = sorted(path.glob("*.csv"))
+        if not paths:
+            raise BenchmarkError(f"{path}: no leaderboard CSV files here; run a suite first")
+    else:
+        paths = [path]
+    for index, csv_path in enumerate(paths):
+        frame = read_leaderboard(csv_path)
+        if args.sort:
+            frame = sort_leaderboard(frame, args.sort, True if args.ascending else None)
+        if len(paths) > 1:
+            print(("\n" if index else "") + f"== {csv_path.stem} ==")
+        print(format_table(frame))
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "models": cmd_models,
+    "leaderboard": cmd_leaderboard,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BenchmarkError as exc:
+        for line in str(exc).splitlines() or ["error"]:
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished jobs are cached; rerun to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,95 @@
+"""In-memory image datasets and the dataset registry.
+
+Data are kept as tensors (float32 in [0, 1], NCHW) rather than a DataLoader of PIL images: the
+evaluation sets we use fit in memory, and slicing a tensor costs nothing next to a forward
+pass. Normalization statistics travel with the dataset but are applied *inside* the model
+(the model contract in SPECS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from benchmark.registry import Entry, Registry, StrictParams
+
+Split = Literal["train", "val", "test"]
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model builder needs to know about the data."""
+
+    num_classes: int
+    in_channels: int
+    image_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """Images ``x`` (float32, [0, 1], NCHW), labels ``y`` (int64) and their dataset indices."""
+
+    name: str
+    split: str
+    x: torch.Tensor
+    y: torch.Tensor
+    info: DataInfo
+    indices: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"bad dataset shapes x={tuple(self.x.shape)} y={tuple(self.y.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, n: int | None, seed: int) -> ArrayDataset:
+        """The first ``n`` examples of a seeded permutation: the same images for every model."""
+        if n is None or n >= len(self):
+            return self
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.randperm(len(self), generator=generator)[:n].sort().values
+        return ArrayDataset(
+            self.name, self.split, self.x[chosen], self.y[chosen], self.info, self.indices[chosen]
+        )
+
+
+class DatasetOptions(StrictParams):
+    """Options every loader receives (mirrors the suite's ``dataset`` section)."""
+
+    root: str = "data"
+    download: bool = False
+
+
+Loader = Callable[[DatasetOptions, Split], ArrayDataset]
+DATASETS: Registry[Loader] = Registry("dataset")
+
+
+def register_dataset(key: str, description: str) -> Callable[[Loader], Loader]:
+    def decorator(loader: Loader) -> Loader:
+        DATASETS.add(Entry(key, loader, description, DatasetOptions))
+        return loader
+
+    return decorator
+
+
+def load_dataset(
+    name: str, split: Split, *, root: str = "data", download: bool = False
+) -> ArrayDataset:
+    entry = DATASETS.get(name)
+    return entry.obj(DatasetOptions(root=root, download=download), split)
+
+
+def split_indices(n: int, n_val: int, n_test: int, seed: int) -> dict[str, torch.Tensor]:
+    """Fixed, seeded train/val/test index split for datasets that ship without one."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return {
+        "test": order[:n_test].sort().values,
+        "val": order[n_test : n_test + n_val].sort().values,
+        "train": order[n_test + n_val :].sort().values,
+    }

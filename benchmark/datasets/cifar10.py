@@ -1,0 +1,152 @@
+"""CIFAR-10 from the official ``cifar-10-batches-py`` layout, with verified download.
+
+The official files are Python pickles. Unpickling can execute code, so they are read with an
+unpickler that only reconstructs plain containers and NumPy arrays (the same idea as
+``torch.load(weights_only=True)``): a tampered batch file fails to load instead of running.
+
+Splits: ``train`` = the first 45,000 training images of a fixed permutation, ``val`` = the
+other 5,000 (the 45k/5k split used by AR-AdaLS and PEP), ``test`` = the official test batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.datasets.base import (
+    ArrayDataset,
+    DataInfo,
+    DatasetOptions,
+    Split,
+    register_dataset,
+)
+from benchmark.errors import BenchmarkError
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILES = ["test_batch"]
+N_VAL = 5000
+SPLIT_SEED = 0
+CIFAR10_INFO = DataInfo(
+    num_classes=10,
+    in_channels=3,
+    image_size=(32, 32),
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.2470, 0.2435, 0.2616),
+)
+
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),
+}
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as handle:
+            batch = _ArrayOnlyUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, KeyError, TypeError, EOFError, ValueError) as exc:
+        raise BenchmarkError(f"{path}: not a valid CIFAR-10 batch file ({exc})") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise BenchmarkError(f"{path}: expected data of shape (N, 3072), got {data.shape}")
+    if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+        raise BenchmarkError(f"{path}: labels outside 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_and_extract(root: Path, url: str = URL, md5: str = ARCHIVE_MD5) -> None:
+    """Download the archive to a temp file, check its MD5, extract it safely under ``root``."""
+    from tqdm import tqdm
+
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        archive = Path(tmp) / "cifar-10-python.tar.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc="CIFAR-10") as bar:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        bar.update(len(block))
+        except OSError as exc:
+            raise BenchmarkError(f"dataset.download: could not download {url}: {exc}") from None
+        if (actual := md5sum(archive)) != md5:
+            raise BenchmarkError(
+                f"dataset.download: {url} has MD5 {actual}, expected {md5}; refusing to use it"
+            )
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        extracted = Path(tmp) / FOLDER
+        if not extracted.is_dir():
+            raise BenchmarkError(f"dataset.download: archive from {url} has no {FOLDER}/ folder")
+        shutil.move(str(extracted), root / FOLDER)
+
+
+def _folder(options: DatasetOptions) -> Path:
+    root = Path(options.root)
+    folder = root / FOLDER
+    needed = TRAIN_FILES + TEST_FILES
+    if all((folder / name).is_file() for name in needed):
+        return folder
+    if options.download:
+        download_and_extract(root)
+        return folder
+    missing = [name for name in needed if not (folder / name).is_file()]
+    raise BenchmarkError(
+        f"dataset.root: CIFAR-10 not found: expected {folder}/{{{','.join(missing)}}}; "
+        f"set 'download: true' to fetch {URL} (MD5-checked) or copy the extracted "
+        f"'{FOLDER}' folder there"
+    )
+
+
+@register_dataset("cifar10", "CIFAR-10 (32x32 RGB, 10 classes); official python batches")
+def load_cifar10(options: DatasetOptions, split: Split) -> ArrayDataset:
+    folder = _folder(options)
+    files = TEST_FILES if split == "test" else TRAIN_FILES
+    parts = [_read_batch(folder / name) for name in files]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    indices = torch.arange(len(labels))
+    if split != "test":
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        # Tiny fixtures (tests) keep a 10% validation split instead of 5,000 images.
+        n_val = N_VAL if len(labels) >= 10 * N_VAL else len(labels) // 10
+        chosen = order[:n_val] if split == "val" else order[n_val:]
+        indices = chosen.sort().values
+    x = torch.from_numpy(images[indices.numpy()]).float().div_(255.0)
+    y = torch.from_numpy(labels[indices.numpy()])
+    return ArrayDataset("cifar10", split, x, y, CIFAR10_INFO, indices)

@@ -1,0 +1,12 @@
+"""User-facing errors.
+
+Anything caused by the user's input (a suite file, a data directory, a checkpoint) raises
+:class:`BenchmarkError`. The CLI prints its message as one line and exits with status 2, so a
+researcher sees *what* is wrong and *where*, never a traceback.
+"""
+
+
+class BenchmarkError(Exception):
+    """A problem with user input, reported as a single line naming the file/field at fault."""
+
+    exit_code = 2

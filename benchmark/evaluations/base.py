@@ -1,0 +1,68 @@
+"""The evaluation contract and registry.
+
+An evaluation is a class with a pydantic ``Params`` model and a ``run`` method that turns
+(model, data) into an :class:`EvaluationResult`: summary metrics for the leaderboard plus one
+record per example. Per-example records are what make per-point worst cases, paired tests
+and metrics on any subset possible later, so every evaluation must produce them.
+
+Bump ``version`` whenever a change alters the numbers an evaluation produces: it is part of
+the cache key, so stale results are recomputed instead of reused.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pandas as pd
+import torch
+from torch import nn
+
+from benchmark.datasets.base import ArrayDataset
+from benchmark.registry import Entry, Registry, StrictParams
+
+
+@dataclass
+class EvalContext:
+    device: torch.device
+    batch_size: int
+    seed: int
+    progress: bool = True
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, float]
+    records: pd.DataFrame
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluation(ABC):
+    """Base class; subclasses set ``Params`` and implement :meth:`run`."""
+
+    version: ClassVar[str] = "1"
+
+    class Params(StrictParams):
+        pass
+
+    def __init__(self, params: StrictParams) -> None:
+        self.params = params
+
+    @abstractmethod
+    def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
+        """Evaluate ``model`` (already in eval mode, on ``ctx.device``) on ``data``."""
+
+
+EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation type")
+
+
+def register_evaluation(
+    key: str, description: str
+) -> Callable[[type[Evaluation]], type[Evaluation]]:
+    def decorator(cls: type[Evaluation]) -> type[Evaluation]:
+        EVALUATIONS.add(Entry(key, cls, description, cls.Params, {"version": cls.version}))
+        return cls
+
+    return decorator

@@ -1,0 +1,65 @@
+"""The leaderboard: one row per model, one column per (evaluation, metric).
+
+Column names are ``<evaluation name>_<metric>`` and carry their scale: ``_pct`` columns are
+percentages, ``nll`` is in nats, ``brier`` is the multi-class Brier score in [0, 2].
+Files are written atomically as CSV (for pandas) and Markdown (for people).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.errors import BenchmarkError
+from benchmark.metrics import HIGHER_IS_BETTER_SUFFIXES, LOWER_IS_BETTER_SUFFIXES
+from benchmark.utils import write_text_atomic
+
+ID_COLUMNS = ["model", "arch", "randomized", "n_examples"]
+
+
+def write_leaderboard(frame: pd.DataFrame, directory: str | Path, name: str) -> list[Path]:
+    directory = Path(directory)
+    csv_path, md_path = directory / f"{name}.csv", directory / f"{name}.md"
+    write_text_atomic(csv_path, frame.to_csv(index=False))
+    write_text_atomic(md_path, f"# Leaderboard: {name}\n\n{to_markdown(frame)}\n")
+    return [csv_path, md_path]
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, floatfmt=".4g")
+
+
+def format_table(frame: pd.DataFrame) -> str:
+    """Terminal rendering with aligned columns and 4 significant digits."""
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def read_leaderboard(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkError(f"{path}: leaderboard file not found")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise BenchmarkError(f"{path}: not a leaderboard CSV ({exc})") from None
+
+
+def higher_is_better(column: str) -> bool:
+    """Best-first direction of a metric column, from its suffix (accuracies up, errors down)."""
+    if column.endswith(HIGHER_IS_BETTER_SUFFIXES):
+        return True
+    return not column.endswith(LOWER_IS_BETTER_SUFFIXES)
+
+
+def sort_leaderboard(
+    frame: pd.DataFrame, column: str, ascending: bool | None = None
+) -> pd.DataFrame:
+    """Sort by ``column``, best first unless ``ascending`` is given explicitly."""
+    if column not in frame.columns:
+        raise BenchmarkError(
+            f"--sort: no column '{column}' (columns: {', '.join(map(str, frame.columns))})"
+        )
+    if ascending is None:
+        ascending = not higher_is_better(column)
+    return frame.sort_values(column, ascending=ascending, kind="stable").reset_index(drop=True)

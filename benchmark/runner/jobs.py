@@ -1,0 +1,97 @@
+"""Expanding a suite into (model, evaluation) jobs and computing their cache keys.
+
+A job's key hashes everything that determines its numbers: the model's identity (builder,
+parameters, and checkpoint hash or training recipe), the evaluation's type, code version and
+fully-defaulted parameters, the evaluation data, the seed and the device type. Names shown in
+the leaderboard are not part of it, so renaming a row reuses its results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from benchmark.evaluations import EVALUATIONS
+from benchmark.suite.schema import EvaluationSpec, ModelSpec, Suite
+from benchmark.utils import file_sha256, stable_hash
+from models import MODELS
+from models.training import TrainingJob
+
+
+def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
+    assert spec.training is not None
+    return TrainingJob(
+        model_key=spec.model,
+        model_params=MODELS.validate_params(spec.model, spec.params).model_dump(),
+        recipe=spec.training.recipe,
+        recipe_params=spec.training.params,
+        data={
+            "dataset": suite.dataset.name,
+            "train": "train",
+            "val": "val" if spec.training.validation else None,
+        },
+        seed=suite.seed,
+    )
+
+
+def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
+    identity: dict[str, Any] = {
+        "model": spec.model,
+        "params": MODELS.validate_params(spec.model, spec.params).model_dump(),
+    }
+    if spec.checkpoint is not None:
+        identity["checkpoint_sha256"] = file_sha256(spec.checkpoint)
+    elif spec.training is not None:
+        identity["training"] = training_job(spec, suite).key()
+    else:
+        identity["random_init_seed"] = suite.seed
+    return identity
+
+
+def evaluation_identity(spec: EvaluationSpec) -> dict[str, Any]:
+    entry = EVALUATIONS.get(spec.type)
+    return {
+        "type": spec.type,
+        "version": entry.extras["version"],
+        "params": entry.params_model.model_validate(spec.params).model_dump(),
+    }
+
+
+def data_identity(suite: Suite) -> dict[str, Any]:
+    d = suite.dataset
+    return {
+        "name": d.name,
+        "split": d.split,
+        "n_examples": d.n_examples,
+        "subset_seed": d.subset_seed,
+    }
+
+
+@dataclass(frozen=True)
+class Job:
+    model: ModelSpec
+    evaluation: EvaluationSpec
+    key: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.row_name} x {self.evaluation.column_prefix}"
+
+
+def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
+    data = data_identity(suite)
+    jobs = []
+    for model in suite.models:
+        identity = model_identity(model, suite)
+        for evaluation in suite.evaluations:
+            key = stable_hash(
+                {
+                    "model": identity,
+                    "evaluation": evaluation_identity(evaluation),
+                    "data": data,
+                    "seed": suite.seed,
+                    "device": device_type,
+                }
+            )
+            jobs.append(Job(model, evaluation, key))
+    return jobs

@@ -1,0 +1,175 @@
+"""Run a suite: expand jobs, skip cached ones, build/train each model once, evaluate, write
+the leaderboard.
+
+Models are materialized lazily: a rerun whose jobs are all cached loads no data and builds no
+model. Each job is seeded from (suite seed, job key), so its numbers do not depend on which
+other jobs ran before it or were reused from the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from benchmark.datasets import ArrayDataset, load_dataset
+from benchmark.evaluations import EVALUATIONS, EvalContext
+from benchmark.leaderboard import write_leaderboard
+from benchmark.runner.cache import ResultCache
+from benchmark.runner.jobs import Job, expand_jobs, model_identity, training_job
+from benchmark.suite.schema import ModelSpec, Suite
+from benchmark.utils import derive_seed, resolve_device, seed_everything, write_text_atomic
+from models import MODELS, build_model, load_checkpoint
+from models.training import train_or_load
+
+Logger = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class RunSummary:
+    leaderboard: pd.DataFrame
+    executed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+class _Data:
+    """Loads each split of the suite's dataset at most once per run."""
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self._splits: dict[str, ArrayDataset] = {}
+
+    def split(self, name: str) -> ArrayDataset:
+        if name not in self._splits:
+            spec = self.suite.dataset
+            self._splits[name] = load_dataset(
+                spec.name,
+                name,
+                root=spec.root,
+                download=spec.download,  # type: ignore[arg-type]
+            )
+        return self._splits[name]
+
+    def evaluation_set(self) -> ArrayDataset:
+        spec = self.suite.dataset
+        return self.split(spec.split).subset(spec.n_examples, spec.subset_seed)
+
+
+def materialize_model(
+    spec: ModelSpec, suite: Suite, data: _Data, device: torch.device, progress: bool
+) -> nn.Module:
+    """Return the model for ``spec`` in eval mode on ``device`` (training it if needed)."""
+    info = data.split(suite.dataset.split).info
+    if spec.training is not None:
+        val = data.split("val") if spec.training.validation else None
+        model, _ = train_or_load(
+            training_job(spec, suite),
+            data.split("train"),
+            val,
+            Path(suite.cache_root) / "checkpoints",
+            device,
+            progress,
+        )
+    else:
+        torch.manual_seed(derive_seed(suite.seed, model_identity(spec, suite), "init"))
+        model = build_model(spec.model, spec.params, info)
+        if spec.checkpoint is not None:
+            load_checkpoint(model, spec.checkpoint)
+    return model.to(device).eval()
+
+
+def run_job(
+    job: Job,
+    model: nn.Module,
+    data: ArrayDataset,
+    suite: Suite,
+    device: torch.device,
+    progress: bool,
+) -> object:
+    entry = EVALUATIONS.get(job.evaluation.type)
+    evaluation = entry.obj(entry.params_model.model_validate(job.evaluation.params))
+    seed = derive_seed(suite.seed, job.key)
+    seed_everything(seed)
+    ctx = EvalContext(device=device, batch_size=suite.batch_size, seed=seed, progress=progress)
+    model.eval()
+    return evaluation.run(model, data, ctx)
+
+
+def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> RunSummary:
+    device = resolve_device(suite.device)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    cache = ResultCache(suite.cache_root)
+    data = _Data(suite)
+    jobs = expand_jobs(suite, device.type)
+    summary = RunSummary(leaderboard=pd.DataFrame())
+    total = len(jobs)
+    log(f"suite '{suite.name}': {total} job(s) on {device}, cache {cache.root}")
+
+    for model_spec in suite.models:
+        model_jobs = [j for j in jobs if j.model is model_spec]
+        pending = [j for j in model_jobs if not cache.has(j.key)]
+        summary.reused += [j.label for j in model_jobs if j not in pending]
+        if not pending:
+            continue
+        started = time.perf_counter()
+        model = materialize_model(model_spec, suite, data, device, progress)
+        log(f"  model {model_spec.row_name}: ready in {time.perf_counter() - started:.1f}s")
+        eval_data = data.evaluation_set()
+        for job in pending:
+            started = time.perf_counter()
+            result = run_job(job, model, eval_data, suite, device, progress)
+            cache.put(job.key, result, {"model": model_spec.row_name, "evaluation": job.label})
+            summary.executed.append(job.label)
+            log(f"  [{len(summary.executed)}] {job.label}: {time.perf_counter() - started:.1f}s")
+    log(f"  {len(summary.executed)} job(s) run, {len(summary.reused)} reused from cache")
+
+    summary.leaderboard = collect_leaderboard(suite, jobs, cache)
+    summary.written = write_leaderboard(summary.leaderboard, suite.leaderboard_dir, suite.name)
+    _write_manifest(suite, jobs, cache)
+    return summary
+
+
+def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd.DataFrame:
+    rows = []
+    for model_spec in suite.models:
+        entry = MODELS.get(model_spec.model)
+        row: dict[str, object] = {
+            "model": model_spec.row_name,
+            "arch": model_spec.model,
+            "randomized": bool(entry.extras.get("randomized", False)),
+        }
+        for job in (j for j in jobs if j.model is model_spec):
+            result = cache.load_summary(job.key)
+            row.setdefault("n_examples", result["extras"].get("n_examples"))
+            for metric, value in result["metrics"].items():
+                row[f"{job.evaluation.column_prefix}_{metric}"] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _write_manifest(suite: Suite, jobs: list[Job], cache: ResultCache) -> None:
+    manifest = {
+        "suite": suite.model_dump(),
+        "jobs": [
+            {
+                "model": j.model.row_name,
+                "evaluation": j.evaluation.column_prefix,
+                "key": j.key,
+                "result_dir": str(cache.path(j.key)),
+            }
+            for j in jobs
+        ],
+    }
+    write_text_atomic(Path(suite.run_dir) / "manifest.json", json.dumps(manifest, indent=1))

@@ -1,0 +1,135 @@
+"""Load and fully validate a suite file.
+
+Validation happens in three passes, each reporting ``<file>: <field.path>: <what was expected>``:
+1. YAML syntax (``yaml.safe_load`` only: a suite file can never construct Python objects);
+2. structure (:mod:`benchmark.suite.schema`);
+3. registry checks after importing ``plugins``: model keys and builder parameters, dataset
+   names, evaluation types and parameters, training recipes and parameters, checkpoint files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from benchmark.errors import BenchmarkError
+from benchmark.registry import Registry, format_validation_error
+from benchmark.suite.schema import Suite
+
+MAX_SUITE_BYTES = 1 << 20
+
+
+class SuiteError(BenchmarkError):
+    """Invalid suite; ``lines`` holds one self-contained message per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load_registries() -> None:
+    """Import the built-in models, datasets, evaluations and recipes (registers them)."""
+    import models
+    import models.training  # noqa: F401
+
+
+def import_plugins(plugins: list[str], source: str) -> None:
+    for index, module in enumerate(plugins):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # any failure inside a plugin is the user's to fix
+            reason = f"{type(exc).__name__}: {exc}"
+            raise SuiteError(
+                [f"{source}: plugins[{index}]: cannot import '{module}': {reason}"]
+            ) from None
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise SuiteError([f"{path}: suite file not found"])
+    if path.stat().st_size > MAX_SUITE_BYTES:
+        raise SuiteError([f"{path}: suite file larger than {MAX_SUITE_BYTES} bytes; refusing"])
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SuiteError([f"{path}: invalid YAML: {where}{problem}"]) from None
+    except UnicodeDecodeError:
+        raise SuiteError([f"{path}: not a UTF-8 text file"]) from None
+
+
+def _check_params(
+    registry: Registry[Any], key: str, params: dict[str, Any], field: str, source: str
+) -> list[str]:
+    try:
+        registry.validate_params(key, params)
+    except ValidationError as exc:
+        return [f"{source}: {line}" for line in format_validation_error(exc, prefix=field)]
+    return []
+
+
+def _check_registries(suite: Suite, source: str) -> list[str]:
+    from benchmark.datasets import DATASETS
+    from benchmark.evaluations import EVALUATIONS
+    from models import MODELS
+    from models.training import RECIPES
+
+    def unknown(registry: Registry[Any], key: str, field: str) -> str:
+        known = ", ".join(registry.keys())
+        return f"{source}: {field}: unknown {registry.kind} '{key}' (known: {known})"
+
+    errors: list[str] = []
+    if suite.dataset.name not in DATASETS:
+        errors.append(unknown(DATASETS, suite.dataset.name, "dataset.name"))
+    for i, spec in enumerate(suite.models):
+        field = f"models[{i}]"
+        if spec.model not in MODELS:
+            errors.append(unknown(MODELS, spec.model, f"{field}.model"))
+        else:
+            errors += _check_params(MODELS, spec.model, spec.params, f"{field}.params", source)
+        if spec.checkpoint is not None and not Path(spec.checkpoint).is_file():
+            errors.append(f"{source}: {field}.checkpoint: file not found: {spec.checkpoint}")
+        if spec.training is not None:
+            recipe = spec.training.recipe
+            if recipe not in RECIPES:
+                errors.append(unknown(RECIPES, recipe, f"{field}.training.recipe"))
+            else:
+                errors += _check_params(
+                    RECIPES, recipe, spec.training.params, f"{field}.training.params", source
+                )
+    for i, spec in enumerate(suite.evaluations):
+        field = f"evaluations[{i}]"
+        if spec.type not in EVALUATIONS:
+            errors.append(unknown(EVALUATIONS, spec.type, f"{field}.type"))
+        else:
+            errors += _check_params(EVALUATIONS, spec.type, spec.params, f"{field}.params", source)
+    return errors
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read, validate and return the suite at ``path``; raise :class:`SuiteError` if invalid."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+        raise SuiteError(
+            [f"{path}: expected a mapping of suite fields at the top level, got {got}"]
+        )
+    load_registries()
+    plugins = raw.get("plugins") or []
+    if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):
+        import_plugins(plugins, str(path))
+    try:
+        suite = Suite.model_validate(raw)
+    except ValidationError as exc:
+        raise SuiteError([f"{path}: {line}" for line in format_validation_error(exc)]) from None
+    errors = _check_registries(suite, str(path))
+    if errors:
+        raise SuiteError(errors)
+    return suite

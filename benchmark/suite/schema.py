@@ -1,0 +1,102 @@
+"""The suite file format, as pydantic models (structure only).
+
+Structure is checked here; what depends on registries (model keys, builder parameters,
+evaluation types, recipes, plugins) is checked in :mod:`benchmark.suite.loader`, which knows
+the registries after importing plugins. Unknown keys are errors everywhere: a misspelt
+option silently ignored is how a benchmark reports the wrong number.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    name: str = Field(description="registered dataset key, e.g. 'digits' or 'cifar10'")
+    root: str = Field("data", description="directory holding the data files")
+    split: Literal["train", "val", "test"] = "test"
+    n_examples: int | None = Field(None, ge=1, description="evaluate a fixed, seeded subset")
+    subset_seed: int = Field(0, description="seed of the subset permutation (same for all models)")
+    download: bool = False
+
+
+class TrainingSpec(_Strict):
+    recipe: str = Field(description="registered training recipe, e.g. 'standard'")
+    params: dict[str, Any] = Field(default_factory=dict)
+    validation: bool = Field(True, description="track accuracy on the dataset's 'val' split")
+
+
+class ModelSpec(_Strict):
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="leaderboard row name")
+    model: str = Field(description="registered model key")
+    params: dict[str, Any] = Field(default_factory=dict, description="builder parameters")
+    checkpoint: str | None = Field(None, description="weights file (.pt or .safetensors)")
+    training: TrainingSpec | None = None
+    random_init: bool = Field(False, description="untrained weights from the seed (tests only)")
+
+    @model_validator(mode="after")
+    def _one_weight_source(self) -> ModelSpec:
+        sources = [self.checkpoint is not None, self.training is not None, self.random_init]
+        if sum(sources) != 1:
+            raise ValueError(
+                "give exactly one weight source: 'checkpoint', 'training' or 'random_init: true'"
+            )
+        return self
+
+    @property
+    def row_name(self) -> str:
+        return self.name or self.model
+
+
+class EvaluationSpec(_Strict):
+    type: str = Field(description="registered evaluation type, e.g. 'clean'")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$", description="column prefix")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def column_prefix(self) -> str:
+        return self.name or self.type
+
+
+class Suite(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(256, ge=1)
+    dataset: DatasetSpec
+    models: list[ModelSpec] = Field(min_length=1)
+    evaluations: list[EvaluationSpec] = Field(min_length=1)
+    output_dir: str | None = Field(None, description="run directory; default runs/<name>")
+    cache_dir: str | None = Field(
+        None, description="result/checkpoint cache; default <output_dir>/cache"
+    )
+    leaderboard_dir: str = "leaderboard"
+    plugins: list[str] = Field(default_factory=list, description="modules that register extras")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Suite:
+        for kind, names in (
+            ("models", [m.row_name for m in self.models]),
+            ("evaluations", [e.column_prefix for e in self.evaluations]),
+        ):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{kind}: duplicate name(s) {duplicates}; set distinct 'name:'s")
+        return self
+
+    @property
+    def run_dir(self) -> str:
+        return self.output_dir or f"runs/{self.name}"
+
+    @property
+    def cache_root(self) -> str:
+        return self.cache_dir or f"{self.run_dir}/cache"

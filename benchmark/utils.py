@@ -1,0 +1,77 @@
+"""Small helpers shared across the engine: hashing, atomic writes, seeding, devices."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hash of a JSON-serialisable object that is stable across processes and machines."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it over ``target`` only on success.
+
+    A process killed mid-write leaves at most a stray temporary file, never a half-written
+    ``target``: rename within one directory is atomic on POSIX.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every global RNG a job might touch so results do not depend on job order."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed derived from arbitrary parts (e.g. suite seed and job key)."""
+    return int(stable_hash(list(parts), length=15), 16)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map the suite's ``auto|cpu|cuda`` to a torch device, failing clearly if CUDA is absent."""
+    from benchmark.errors import BenchmarkError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchmarkError("device: 'cuda' requested but no CUDA device is available")
+    return torch.device(name)

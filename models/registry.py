@@ -1,0 +1,70 @@
+"""The model registry: one decorator turns a builder function into a suite-usable model.
+
+A builder is a plain function ``(num_classes, in_channels, **params) -> nn.Module`` returning
+a network that takes *normalized* input and returns logits. The registry wraps it in
+:class:`NormalizedModel`, which owns the dataset's mean/std as buffers, so every registered
+model obeys the contract in SPECS.md: input in [0, 1], NCHW, normalization inside, logits out.
+
+Example::
+
+    @register_model("my_net", "my network for CIFAR")
+    def my_net(num_classes: int, in_channels: int, *, depth: int = 8) -> nn.Module: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmark.datasets.base import DataInfo
+from benchmark.registry import Entry, Registry, params_model_from_signature
+
+Builder = Callable[..., nn.Module]
+MODELS: Registry[Builder] = Registry("model")
+_DATA_ARGUMENTS = {"num_classes", "in_channels"}
+
+
+def register_model(
+    key: str, description: str, *, randomized: bool = False
+) -> Callable[[Builder], Builder]:
+    """Register ``builder`` under ``key``.
+
+    ``randomized`` declares that the model's output is stochastic at evaluation time (MC
+    dropout, test-time noise); attacks then use EOT and the leaderboard marks the row.
+    """
+
+    def decorator(builder: Builder) -> Builder:
+        params = params_model_from_signature(builder, skip=_DATA_ARGUMENTS)
+        MODELS.add(Entry(key, builder, description, params, {"randomized": randomized}))
+        return builder
+
+    return decorator
+
+
+class NormalizedModel(nn.Module):
+    """``backbone((x - mean) / std)``: the normalization is part of the model, never the data."""
+
+    def __init__(self, backbone: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.randomized = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone((x - self.mean) / self.std)
+
+
+def build_model(key: str, params: dict[str, Any], info: DataInfo) -> NormalizedModel:
+    """Instantiate registered model ``key`` for data described by ``info`` (random weights)."""
+    entry = MODELS.get(key)
+    validated = entry.params_model.model_validate(params)
+    backbone = entry.obj(
+        num_classes=info.num_classes, in_channels=info.in_channels, **validated.model_dump()
+    )
+    model = NormalizedModel(backbone, info.mean, info.std)
+    model.randomized = bool(entry.extras.get("randomized", False))
+    return model

@@ -1,0 +1,85 @@
+"""Train-or-reuse: produce a checkpoint for (builder, params, recipe, data, seed), cached by hash.
+
+The cache key covers everything that determines the weights, so a second run -- or a second
+suite naming the same model -- reuses the file instead of retraining. Checkpoints are written
+atomically and their SHA-256 is recorded beside them; a modified file is detected on load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.datasets.base import ArrayDataset
+from benchmark.utils import derive_seed, stable_hash, write_text_atomic
+from models.checkpoints import load_checkpoint, save_checkpoint
+from models.registry import NormalizedModel, build_model
+from models.training.recipes import RECIPES, TrainContext
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """Everything that determines a trained model's weights."""
+
+    model_key: str
+    model_params: dict[str, Any]
+    recipe: str
+    recipe_params: dict[str, Any]
+    data: dict[str, Any]  # identifies the training data (dataset name, splits)
+    seed: int
+
+    def key(self) -> str:
+        recipe = RECIPES.get(self.recipe)
+        full_params = recipe.params_model.model_validate(self.recipe_params).model_dump()
+        return stable_hash(
+            {
+                "model": self.model_key,
+                "model_params": self.model_params,
+                "recipe": self.recipe,
+                "recipe_version": recipe.extras["version"],
+                "recipe_params": full_params,
+                "data": self.data,
+                "seed": self.seed,
+            }
+        )
+
+
+def train_or_load(
+    job: TrainingJob,
+    train: ArrayDataset,
+    val: ArrayDataset | None,
+    checkpoint_dir: Path,
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[NormalizedModel, Path]:
+    """Return the trained model for ``job``, training it only if no cached checkpoint exists."""
+    key = job.key()
+    checkpoint = checkpoint_dir / f"{job.model_key}-{key}.pt"
+    meta_path = checkpoint.with_suffix(".json")
+    torch.manual_seed(derive_seed(job.seed, key, "init"))
+    model = build_model(job.model_key, job.model_params, train.info)
+    if checkpoint.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        load_checkpoint(model, checkpoint, expected_sha256=meta["sha256"])
+        return model.to(device).eval(), checkpoint
+
+    recipe = RECIPES.get(job.recipe)
+    params = recipe.params_model.model_validate(job.recipe_params)
+    ctx = TrainContext(
+        device=device,
+        seed=derive_seed(job.seed, key, "train"),
+        state_path=checkpoint_dir / f"{job.model_key}-{key}.state.pt",
+        progress=progress,
+    )
+    torch.manual_seed(ctx.seed)
+    result = recipe.obj(model, train, val, params, ctx)
+    model.cpu()
+    sha = save_checkpoint(model, checkpoint)
+    meta = {"sha256": sha, "job": job.__dict__, "key": key, **result}
+    write_text_atomic(meta_path, json.dumps(meta, indent=1, default=str))
+    ctx.state_path.unlink(missing_ok=True)
+    return model.to(device).eval(), checkpoint

@@ -1,0 +1,47 @@
+"""The training-recipe registry.
+
+A recipe is a function ``(model, train, val, params, context) -> history`` plus a pydantic
+parameter model holding the paper's defaults; the suite names it under a model's
+``training:`` section. Later recipes (PGD-AT, TRADES, AdaLS, ...) register the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.datasets.base import ArrayDataset
+from benchmark.registry import Entry, Registry, StrictParams
+
+
+@dataclass
+class TrainContext:
+    """What a recipe needs besides the model and data."""
+
+    device: torch.device
+    seed: int
+    state_path: Path  # per-epoch resume state, written atomically by the recipe
+    progress: bool = True
+
+
+Recipe = Callable[..., dict[str, Any]]
+RECIPES: Registry[Recipe] = Registry("training recipe")
+
+
+def register_recipe(
+    key: str, description: str, params: type[StrictParams], version: str = "1"
+) -> Callable[[Recipe], Recipe]:
+    """Register a recipe; bump ``version`` when a change alters the weights it produces."""
+
+    def decorator(fn: Recipe) -> Recipe:
+        RECIPES.add(Entry(key, fn, description, params, {"version": version}))
+        return fn
+
+    return decorator
+
+
+__all__ = ["RECIPES", "ArrayDataset", "TrainContext", "register_recipe"]
