@@ -106,7 +106,9 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> list[st
             else:
                 path += f".{part}" if path else str(part)
         message = item["msg"]
-        if item["type"] == "extra_forbidden":
+        if item["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        elif item["type"] == "extra_forbidden":
             message = "unknown field (not allowed here)"
         elif item["type"] == "missing":
             message = "required field is missing"

@@ -71,7 +71,11 @@ def load_checkpoint(model: nn.Module, path: str | Path, expected_sha256: str | N
     target: nn.Module = model
     if not any(k.startswith("backbone.") for k in state) and hasattr(model, "backbone"):
         target = model.backbone
-    result = target.load_state_dict(state, strict=False)
+    try:
+        result = target.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensor shape mismatches
+        detail = " ".join(str(exc).split())[:300]
+        raise BenchmarkError(f"{path}: weights do not match the model ({detail})") from None
     problems = []
     if result.missing_keys:
         problems.append(f"missing {result.missing_keys[:3]}")

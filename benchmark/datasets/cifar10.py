@@ -88,7 +88,7 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_and_extract(root: Path, url: str = URL, md5: str = ARCHIVE_MD5) -> None:
+def download_and_extract(root: Path, url: str, md5: str) -> None:
     """Download the archive to a temp file, check its MD5, extract it safely under ``root``."""
     from tqdm import tqdm
 
@@ -123,7 +123,7 @@ def _folder(options: DatasetOptions) -> Path:
     if all((folder / name).is_file() for name in needed):
         return folder
     if options.download:
-        download_and_extract(root)
+        download_and_extract(root, URL, ARCHIVE_MD5)
         return folder
     missing = [name for name in needed if not (folder / name).is_file()]
     raise BenchmarkError(

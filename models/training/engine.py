@@ -74,6 +74,7 @@ def train_or_load(
         seed=derive_seed(job.seed, key, "train"),
         state_path=checkpoint_dir / f"{job.model_key}-{key}.state.pt",
         progress=progress,
+        name=f"train {job.model_key}",
     )
     torch.manual_seed(ctx.seed)
     result = recipe.obj(model, train, val, params, ctx)

@@ -26,6 +26,7 @@ class TrainContext:
     seed: int
     state_path: Path  # per-epoch resume state, written atomically by the recipe
     progress: bool = True
+    name: str = "train"  # shown on the progress bar
 
 
 Recipe = Callable[..., dict[str, Any]]

@@ -114,7 +114,7 @@ def train_standard(
         range(start_epoch, params.epochs),
         initial=start_epoch,
         total=params.epochs,
-        desc="train",
+        desc=ctx.name,
         unit="epoch",
         disable=not ctx.progress,
         leave=False,

@@ -1,0 +1,73 @@
+"""Shared fixtures: suite-file writer and a tiny CIFAR-10-format dataset made on the fly."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_suite(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A fast suite on 60 digits with two untrained narrow models and two evaluations."""
+    suite: dict[str, Any] = {
+        "name": "tiny",
+        "seed": 3,
+        "device": "cpu",
+        "batch_size": 32,
+        "dataset": {"name": "digits", "split": "test", "n_examples": 60},
+        "models": [
+            {"name": "cnn", "model": "small_cnn", "params": {"width": 0.25}, "random_init": True},
+            {"name": "rn20", "model": "resnet20", "params": {"width": 0.25}, "random_init": True},
+        ],
+        "evaluations": [
+            {"type": "clean"},
+            {"type": "clean", "name": "clean10", "params": {"n_bins": 10}},
+        ],
+        "output_dir": str(tmp_path / "run"),
+        "leaderboard_dir": str(tmp_path / "leaderboard"),
+    }
+    suite.update(overrides)
+    return suite
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    """Write a suite mapping (or raw text) to a YAML file and return its path."""
+
+    def write(content: dict[str, Any] | str, name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+        return path
+
+    return write
+
+
+def write_cifar_batches(folder: Path, per_batch: int = 20, seed: int = 0) -> dict[str, Any]:
+    """Write the official cifar-10-batches-py layout (python pickles with bytes keys)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, size=per_batch)]
+        with open(folder / name, "wb") as handle:
+            pickle.dump(
+                {b"batch_label": name.encode(), b"data": data, b"labels": labels},
+                handle,
+                protocol=2,
+            )
+        written[name] = (data, labels)
+    return written
+
+
+@pytest.fixture
+def cifar_root(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path / "cifar"
+    batches = write_cifar_batches(root / "cifar-10-batches-py")
+    return root, batches

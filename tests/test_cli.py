@@ -1,0 +1,45 @@
+"""The command line: models listing, leaderboard reprint and sort, run end to end."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from benchmark.cli import main
+from benchmark.leaderboard import sort_leaderboard
+from tests.conftest import tiny_suite
+
+
+def test_models_lists_registered_builders_with_params(capsys):
+    assert main(["models", "--all"]) == 0
+    out = capsys.readouterr().out
+    for key in ("small_cnn", "resnet20", "resnet18", "digits", "cifar10", "clean", "standard"):
+        assert f"  {key} " in out
+    assert "width: float = 1.0" in out
+
+
+def test_run_then_leaderboard_sorted(tmp_path, write_suite, capsys):
+    path = write_suite(tiny_suite(tmp_path))
+    assert main(["run", str(path), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "clean_acc_pct" in printed and "rn20" in printed
+
+    csv = tmp_path / "leaderboard" / "tiny.csv"
+    assert main(["leaderboard", str(csv), "--sort", "clean_nll"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    board = pd.read_csv(csv)
+    best = board.sort_values("clean_nll").iloc[0]["model"]
+    assert lines[1].split()[0] == best
+
+    assert main(["leaderboard", str(path)]) == 0  # via the suite file
+    assert "rn20" in capsys.readouterr().out
+    assert main(["leaderboard", str(csv), "--sort", "nope"]) == 2
+    assert "--sort: no column 'nope'" in capsys.readouterr().err
+
+
+def test_sort_direction_follows_metric_meaning():
+    frame = pd.DataFrame(
+        {"model": ["a", "b"], "clean_acc_pct": [10.0, 90.0], "clean_ece_pct": [1.0, 5.0]}
+    )
+    assert sort_leaderboard(frame, "clean_acc_pct")["model"].tolist() == ["b", "a"]
+    assert sort_leaderboard(frame, "clean_ece_pct")["model"].tolist() == ["a", "b"]
+    assert sort_leaderboard(frame, "clean_acc_pct", ascending=True)["model"].tolist() == ["a", "b"]

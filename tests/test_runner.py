@@ -1,0 +1,122 @@
+"""Runner: caching and resume after interruption, atomic results, cache keys, determinism."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmark.evaluations.clean import CleanEvaluation
+from benchmark.runner import ResultCache, expand_jobs, run_suite
+from benchmark.suite import Suite, load_suite
+from tests.conftest import REPO, tiny_suite
+
+
+def quiet(_message: str) -> None:
+    pass
+
+
+def make_suite(tmp_path, write_suite, **overrides) -> Suite:
+    return load_suite(write_suite(tiny_suite(tmp_path, **overrides)))
+
+
+def test_interrupted_run_resumes_with_only_missing_jobs(tmp_path, write_suite, monkeypatch):
+    suite = make_suite(tmp_path, write_suite)
+    calls = {"n": 0}
+    original = CleanEvaluation.run
+
+    def flaky_run(self, model, data, ctx):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the user presses Ctrl-C during the third job
+        return original(self, model, data, ctx)
+
+    monkeypatch.setattr(CleanEvaluation, "run", flaky_run)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, progress=False, log=quiet)
+    results = ResultCache(suite.cache_root).results
+    finished = [p for p in results.iterdir() if not p.name.startswith(".")]
+    assert len(finished) == 2
+    assert not [p for p in results.iterdir() if p.name.startswith(".tmp")], "partial result left"
+
+    monkeypatch.setattr(CleanEvaluation, "run", original)
+    resumed = run_suite(suite, progress=False, log=quiet)
+    assert len(resumed.executed) == 2 and len(resumed.reused) == 2
+
+    again = run_suite(suite, progress=False, log=quiet)
+    assert again.executed == [] and len(again.reused) == 4
+    pd.testing.assert_frame_equal(again.leaderboard, resumed.leaderboard)
+
+    fresh_dir = tmp_path / "fresh"
+    fresh = make_suite(fresh_dir, write_suite, output_dir=str(fresh_dir / "run"))
+    uninterrupted = run_suite(fresh, progress=False, log=quiet)
+    pd.testing.assert_frame_equal(uninterrupted.leaderboard, resumed.leaderboard, check_exact=True)
+
+
+def test_leaderboard_files_and_records(tmp_path, write_suite):
+    suite = make_suite(tmp_path, write_suite)
+    summary = run_suite(suite, progress=False, log=quiet)
+    board = summary.leaderboard
+    assert list(board["model"]) == ["cnn", "rn20"]
+    for column in ("clean_acc_pct", "clean_nll", "clean_brier", "clean_ece_pct", "clean10_ece_pct"):
+        assert column in board.columns
+    saved = pd.read_csv(tmp_path / "leaderboard" / "tiny.csv")
+    pd.testing.assert_frame_equal(saved, board, check_dtype=False)
+    assert (tmp_path / "leaderboard" / "tiny.md").read_text().startswith("# Leaderboard: tiny")
+
+    cache = ResultCache(suite.cache_root)
+    job = expand_jobs(suite, "cpu")[0]
+    records = cache.load_records(job.key)
+    assert len(records) == 60
+    assert {"index", "label", "pred", "confidence", "correct"} <= set(records.columns)
+    probs = records[[f"prob_{k}" for k in range(10)]].to_numpy()
+    assert probs.sum(1) == pytest.approx(1.0)
+    assert (records["pred"] == probs.argmax(1)).all()
+    assert records["correct"].mean() * 100 == pytest.approx(board.loc[0, "clean_acc_pct"])
+    assert (tmp_path / "run" / "manifest.json").is_file()
+
+
+def test_cache_keys_follow_what_determines_results(tmp_path, write_suite):
+    base = make_suite(tmp_path, write_suite)
+    keys = [j.key for j in expand_jobs(base, "cpu")]
+    assert len(set(keys)) == 4
+
+    renamed = tiny_suite(tmp_path)
+    renamed["models"][0]["name"] = "renamed"
+    assert [j.key for j in expand_jobs(load_suite(write_suite(renamed, "r.yaml")), "cpu")] == keys
+
+    wider = tiny_suite(tmp_path)
+    wider["models"][0]["params"] = {"width": 0.5}
+    wider_keys = [j.key for j in expand_jobs(load_suite(write_suite(wider, "w.yaml")), "cpu")]
+    assert wider_keys[:2] != keys[:2] and wider_keys[2:] == keys[2:]
+
+    reseeded = make_suite(tmp_path, write_suite, seed=4)
+    assert not set(j.key for j in expand_jobs(reseeded, "cpu")) & set(keys)
+    assert [j.key for j in expand_jobs(base, "cuda")] != keys
+
+
+def test_default_param_spelled_out_shares_the_cache(tmp_path, write_suite):
+    explicit = tiny_suite(tmp_path)
+    explicit["evaluations"][0]["params"] = {"n_bins": 15}
+    base = make_suite(tmp_path, write_suite)
+    assert expand_jobs(load_suite(write_suite(explicit, "e.yaml")), "cpu")[0].key == (
+        expand_jobs(base, "cpu")[0].key
+    )
+
+
+def test_quickstart_is_deterministic(tmp_path):
+    """The shipped quickstart, run twice from scratch with the same seed, gives equal numbers."""
+    boards = []
+    for attempt in range(2):
+        suite = load_suite(REPO / "suites" / "quickstart.yaml")
+        suite = suite.model_copy(
+            update={
+                "output_dir": str(tmp_path / f"run{attempt}"),
+                "leaderboard_dir": str(tmp_path / f"board{attempt}"),
+            }
+        )
+        summary = run_suite(suite, progress=False, log=quiet)
+        assert len(summary.executed) == len(suite.models) * len(suite.evaluations)
+        boards.append(summary.leaderboard)
+    pd.testing.assert_frame_equal(boards[0], boards[1], check_exact=True)
+    trained = boards[0][boards[0]["model"] != "small_cnn_untrained"]
+    assert (trained["clean_acc_pct"] > 85).all(), "quickstart models failed to learn"
