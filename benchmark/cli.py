@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     board.add_argument("--sort", metavar="COLUMN", help="sort by this column, best first")
     board.add_argument("--ascending", action="store_true", help="force ascending order")
+    board.add_argument("--full", action="store_true", help="all columns, CIs separate")
     return parser
 
 
@@ -129,7 +130,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             frame = sort_leaderboard(frame, args.sort, True if args.ascending else None)
         if len(paths) > 1:
             print(("\n" if index else "") + f"== {csv_path.stem} ==")
-        print(format_table(frame))
+        print(format_table(frame, full=args.full))
     return 0
 
 

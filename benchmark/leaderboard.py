@@ -7,6 +7,7 @@ Files are written atomically as CSV (for pandas) and Markdown (for people).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -30,9 +31,38 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".4g")
 
 
-def format_table(frame: pd.DataFrame) -> str:
-    """Terminal rendering with aligned columns and 4 significant digits."""
-    return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+DETAIL_SUFFIXES = ("_asr_pct", "_mean_norm")
+
+
+def terminal_view(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader wants first: confidence intervals folded into their metric as
+    ``value [low, high]``, detail columns (ASR, perturbation norms, arch) left to the files."""
+    view = frame.drop(
+        columns=[c for c in frame.columns if c == "arch" or c.endswith(DETAIL_SUFFIXES)]
+    )
+    for low in [c for c in view.columns if c.endswith("_ci_low_pct")]:
+        stem = low.removesuffix("_ci_low_pct")
+        main, high = f"{stem}_pct", f"{stem}_ci_high_pct"
+        if main in view.columns and high in view.columns:
+            view[main] = [
+                f"{m:.4g} [{lo:.3g}, {hi:.3g}]"
+                for m, lo, hi in zip(view[main], view[low], view[high], strict=True)
+            ]
+            view = view.drop(columns=[low, high])
+    return view
+
+
+def format_table(frame: pd.DataFrame, full: bool = False, width: int | None = None) -> str:
+    """Terminal rendering, 4 significant digits; transposed (one row per metric) when the
+    table would be wider than the terminal."""
+    view = frame if full else terminal_view(frame)
+    text = view.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    if max(len(line) for line in text.splitlines()) <= width or "model" not in view.columns:
+        return text
+    transposed = view.set_index("model").T
+    transposed.index.name = "metric"
+    return transposed.to_string(float_format=lambda v: f"{v:.4g}")
 
 
 def read_leaderboard(path: str | Path) -> pd.DataFrame:

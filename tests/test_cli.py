@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from benchmark.cli import main
-from benchmark.leaderboard import sort_leaderboard
+from benchmark.leaderboard import format_table, sort_leaderboard
 from tests.conftest import tiny_suite
 
 
@@ -17,7 +17,8 @@ def test_models_lists_registered_builders_with_params(capsys):
     assert "width: float = 1.0" in out
 
 
-def test_run_then_leaderboard_sorted(tmp_path, write_suite, capsys):
+def test_run_then_leaderboard_sorted(tmp_path, write_suite, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # wide terminal: one row per model
     path = write_suite(tiny_suite(tmp_path))
     assert main(["run", str(path), "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -34,6 +35,24 @@ def test_run_then_leaderboard_sorted(tmp_path, write_suite, capsys):
     assert "rn20" in capsys.readouterr().out
     assert main(["leaderboard", str(csv), "--sort", "nope"]) == 2
     assert "--sort: no column 'nope'" in capsys.readouterr().err
+
+
+def test_wide_tables_are_transposed_and_cis_folded():
+    frame = pd.DataFrame(
+        {
+            "model": ["a", "b"],
+            "arch": ["x", "y"],
+            "pgd_robust_acc_pct": [10.0, 20.0],
+            "pgd_robust_acc_ci_low_pct": [5.0, 15.0],
+            "pgd_robust_acc_ci_high_pct": [15.0, 25.0],
+            "pgd_asr_pct": [90.0, 80.0],
+        }
+    )
+    wide = format_table(frame, width=400)
+    assert "10 [5, 15]" in wide and "asr" not in wide and "arch" not in wide
+    narrow = format_table(frame, width=20).splitlines()
+    assert narrow[0].split() == ["model", "a", "b"]
+    assert format_table(frame, full=True, width=400).count("ci_low") == 1
 
 
 def test_sort_direction_follows_metric_meaning():

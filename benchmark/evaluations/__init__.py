@@ -1,11 +1,12 @@
 """Evaluation types: the registry plus built-ins (importing this module registers them)."""
 
-from benchmark.evaluations import clean
+from benchmark.evaluations import adversarial, clean
 from benchmark.evaluations.base import (
     EVALUATIONS,
     EvalContext,
     Evaluation,
     EvaluationResult,
+    evaluation_name,
     register_evaluation,
 )
 
@@ -14,6 +15,8 @@ __all__ = [
     "EvalContext",
     "Evaluation",
     "EvaluationResult",
+    "adversarial",
     "clean",
+    "evaluation_name",
     "register_evaluation",
 ]

@@ -50,12 +50,26 @@ class Evaluation(ABC):
     def __init__(self, params: StrictParams) -> None:
         self.params = params
 
+    @classmethod
+    def default_name(cls, params: StrictParams) -> str | None:
+        """Column prefix when the suite gives no ``name`` (None: the type key)."""
+        return None
+
     @abstractmethod
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         """Evaluate ``model`` (already in eval mode, on ``ctx.device``) on ``data``."""
 
 
 EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation type")
+
+
+def evaluation_name(type_key: str, name: str | None, params: dict[str, Any]) -> str:
+    """The leaderboard column prefix of an evaluation: its ``name``, else a default derived
+    from its parameters (e.g. ``pgd_linf_8/255``), else its type key."""
+    if name:
+        return name
+    entry = EVALUATIONS.get(type_key)
+    return entry.obj.default_name(entry.params_model.model_validate(params)) or type_key
 
 
 def register_evaluation(

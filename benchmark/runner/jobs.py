@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark.evaluations import EVALUATIONS
+from benchmark.evaluations import EVALUATIONS, evaluation_name
 from benchmark.suite.schema import EvaluationSpec, ModelSpec, Suite
 from benchmark.utils import file_sha256, stable_hash
 from models import MODELS
@@ -72,10 +72,11 @@ class Job:
     model: ModelSpec
     evaluation: EvaluationSpec
     key: str
+    evaluation_name: str  # leaderboard column prefix
 
     @property
     def label(self) -> str:
-        return f"{self.model.row_name} x {self.evaluation.column_prefix}"
+        return f"{self.model.row_name} x {self.evaluation_name}"
 
 
 def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
@@ -93,5 +94,6 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
                     "device": device_type,
                 }
             )
-            jobs.append(Job(model, evaluation, key))
+            name = evaluation_name(evaluation.type, evaluation.name, evaluation.params)
+            jobs.append(Job(model, evaluation, key, name))
     return jobs

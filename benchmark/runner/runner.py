@@ -154,7 +154,7 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
             result = cache.load_summary(job.key)
             row.setdefault("n_examples", result["extras"].get("n_examples"))
             for metric, value in result["metrics"].items():
-                row[f"{job.evaluation.column_prefix}_{metric}"] = value
+                row[f"{job.evaluation_name}_{metric}"] = value
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -165,7 +165,7 @@ def _write_manifest(suite: Suite, jobs: list[Job], cache: ResultCache) -> None:
         "jobs": [
             {
                 "model": j.model.row_name,
-                "evaluation": j.evaluation.column_prefix,
+                "evaluation": j.evaluation_name,
                 "key": j.key,
                 "result_dir": str(cache.path(j.key)),
             }

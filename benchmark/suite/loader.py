@@ -76,7 +76,7 @@ def _check_params(
 
 def _check_registries(suite: Suite, source: str) -> list[str]:
     from benchmark.datasets import DATASETS
-    from benchmark.evaluations import EVALUATIONS
+    from benchmark.evaluations import EVALUATIONS, evaluation_name
     from models import MODELS
     from models.training import RECIPES
 
@@ -109,6 +109,13 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             errors.append(unknown(EVALUATIONS, spec.type, f"{field}.type"))
         else:
             errors += _check_params(EVALUATIONS, spec.type, spec.params, f"{field}.params", source)
+    if not errors:
+        names = [evaluation_name(e.type, e.name, e.params) for e in suite.evaluations]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            errors.append(
+                f"{source}: evaluations: duplicate name(s) {duplicates}; set distinct 'name:'s"
+            )
     return errors
 
 

@@ -58,12 +58,10 @@ class ModelSpec(_Strict):
 
 class EvaluationSpec(_Strict):
     type: str = Field(description="registered evaluation type, e.g. 'clean'")
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$", description="column prefix")
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_./+-]+$", description="column prefix (default from params)"
+    )
     params: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def column_prefix(self) -> str:
-        return self.name or self.type
 
 
 class Suite(_Strict):
@@ -83,14 +81,11 @@ class Suite(_Strict):
     plugins: list[str] = Field(default_factory=list, description="modules that register extras")
 
     @model_validator(mode="after")
-    def _unique_names(self) -> Suite:
-        for kind, names in (
-            ("models", [m.row_name for m in self.models]),
-            ("evaluations", [e.column_prefix for e in self.evaluations]),
-        ):
-            duplicates = sorted({n for n in names if names.count(n) > 1})
-            if duplicates:
-                raise ValueError(f"{kind}: duplicate name(s) {duplicates}; set distinct 'name:'s")
+    def _unique_model_names(self) -> Suite:
+        names = [m.row_name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"models: duplicate name(s) {duplicates}; set distinct 'name:'s")
         return self
 
     @property

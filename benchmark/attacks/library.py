@@ -1,0 +1,132 @@
+"""Attacks taken from the field's libraries: Square and AutoAttack from the reference
+implementation (PyPI ``pyautoattack``), and any torchattacks attack by class name.
+
+AutoAttack comes from the package rather than torchattacks because torchattacks' APGD runs
+10 iterations instead of the standard 100.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from benchmark.attacks.base import Attack, AttackContext, frozen_parameters, register_attack
+
+AA_ATTACKS = Literal["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
+
+
+def _library_seed(ctx: AttackContext) -> int:
+    return ctx.seed % (2**31)
+
+
+def _num_classes(ctx: AttackContext, x: torch.Tensor) -> int:
+    with torch.no_grad():
+        return int(ctx.model(x[:1]).shape[1])
+
+
+@register_attack("square", "Square attack (black-box, score-based; Andriushchenko et al. 2020)")
+class Square(Attack):
+    class Params(Attack.Params):
+        n_queries: int = Field(5000, ge=1)
+        p_init: float = Field(0.8, gt=0, le=1)
+        restarts: int = Field(1, ge=1)
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
+        from pyautoattack.square import SquareAttack
+
+        p = self.params
+        attack = SquareAttack(
+            ctx.model,
+            norm=ctx.norm,
+            n_queries=p.n_queries,
+            eps=ctx.eps,
+            p_init=p.p_init,  # type: ignore[attr-defined]
+            n_restarts=p.restarts,
+            seed=_library_seed(ctx),
+            verbose=False,  # type: ignore[attr-defined]
+            resc_schedule=False,
+            device=ctx.device,
+        )
+        with frozen_parameters(ctx.model), torch.no_grad():
+            return attack.perturb(x, y)
+
+
+@register_attack("autoattack", "AutoAttack (Croce & Hein 2020) via the pyautoattack package")
+class AutoAttack(Attack):
+    batched_internally = True
+
+    class Params(Attack.Params):
+        version: Literal["standard", "plus", "rand", "custom"] = "standard"
+        attacks_to_run: list[AA_ATTACKS] | None = Field(None, description="for version 'custom'")
+
+        @model_validator(mode="after")
+        def _custom_needs_attacks(self) -> AutoAttack.Params:
+            if (self.version == "custom") != (self.attacks_to_run is not None):
+                raise ValueError("give attacks_to_run exactly when version is 'custom'")
+            return self
+
+    def build(self, ctx: AttackContext, num_classes: int) -> Any:
+        from pyautoattack import AutoAttack as PackageAutoAttack
+
+        p = self.params
+        attack = PackageAutoAttack(
+            ctx.model,
+            attacks=p.attacks_to_run,
+            device=ctx.device,
+            eps=ctx.eps,  # type: ignore[attr-defined]
+            norm=ctx.norm,
+            seed=_library_seed(ctx),
+            version=p.version,  # type: ignore[attr-defined]
+        )
+        if num_classes < 10:  # targeted attacks cycle through the top n-1 wrong classes
+            attack.apgd_targeted.n_target_classes = num_classes - 1
+            attack.fab.n_target_classes = num_classes - 1
+        return attack
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
+        attack = self.build(ctx, _num_classes(ctx, x))
+        with frozen_parameters(ctx.model):
+            x_adv, _ = attack.run_standard_evaluation(x, y, batch_size=ctx.batch_size)
+        return x_adv
+
+
+def _torchattacks_class(name: str) -> type:
+    import torchattacks
+    from torchattacks.attack import Attack as TorchattacksBase
+
+    cls = getattr(torchattacks, name, None) if name in torchattacks.__all__ else None
+    if not (inspect.isclass(cls) and issubclass(cls, TorchattacksBase)):
+        known = ", ".join(n for n in torchattacks.__all__ if n[0].isupper())
+        raise ValueError(f"unknown torchattacks attack {name!r} (known: {known})")
+    return cls
+
+
+@register_attack(
+    "torchattacks", "any torchattacks attack class by name, with its keyword arguments"
+)
+class Torchattacks(Attack):
+    class Params(Attack.Params):
+        attack: str = Field(description="class name, e.g. 'MIFGSM'")
+        kwargs: dict[str, Any] = Field(default_factory=dict)
+
+        @model_validator(mode="after")
+        def _known_attack_and_arguments(self) -> Torchattacks.Params:
+            signature = inspect.signature(_torchattacks_class(self.attack).__init__)
+            unknown = set(self.kwargs) - set(signature.parameters) - {"self"}
+            if unknown or "model" in self.kwargs:
+                allowed = [n for n in signature.parameters if n not in ("self", "model")]
+                bad = sorted(unknown | ({"model"} & set(self.kwargs)))
+                raise ValueError(f"{self.attack} does not take {bad}; it takes {allowed}")
+            return self
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
+        p = self.params
+        cls = _torchattacks_class(p.attack)  # type: ignore[attr-defined]
+        kwargs = dict(p.kwargs)  # type: ignore[attr-defined]
+        if "eps" in inspect.signature(cls.__init__).parameters:
+            kwargs.setdefault("eps", ctx.eps)
+        with frozen_parameters(ctx.model):
+            return cls(ctx.model, **kwargs)(x, y).detach()

@@ -1,0 +1,314 @@
+"""Adversarial evaluations: per-example worst case over a sequence of attacks.
+
+Protocol (AutoAttack's, made explicit):
+1. clean predictions; only correctly classified examples are attacked;
+2. attacks run in sequence, each only on the examples still robust after the previous ones;
+3. every candidate is checked after the fact -- finite, inside [0, 1], inside the eps-ball --
+   and judged by a fresh forward pass; invalid candidates never count as successes;
+4. robust accuracy is re-evaluated once more on the final per-example worst case, and
+   carries a 95% Wilson interval from the number of evaluated examples.
+Randomized models are attacked with EOT gradients and judged by their mean prediction over
+``n_samples`` passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field, field_validator
+from scipy.stats import binomtest
+from torch import nn
+from tqdm import tqdm
+
+from benchmark.attacks import ATTACKS, Attack, AttackContext, parse_eps, perturbation_norm
+from benchmark.attacks.threat import EpsField, Norm, valid_adversarial
+from benchmark.datasets.base import ArrayDataset
+from benchmark.evaluations.base import (
+    EVALUATIONS,
+    EvalContext,
+    Evaluation,
+    EvaluationResult,
+)
+from benchmark.evaluations.predictions import predict_probs, prediction_records
+from benchmark.registry import Entry, StrictParams
+
+log = logging.getLogger(__name__)
+
+
+def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (scipy's implementation)."""
+    if total == 0:
+        return float("nan"), float("nan")
+    ci = binomtest(successes, total).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+class ThreatParams(StrictParams):
+    norm: Norm = "Linf"
+    eps: EpsField = Field(description="budget, a float or a fraction such as '8/255'")
+    n_samples: int = Field(20, ge=1, description="prediction passes for randomized models")
+    eot_samples: int = Field(20, ge=1, description="EOT gradient samples for randomized models")
+    batch_size: int | None = Field(None, ge=1, description="attack batch (default: suite's)")
+    n_examples: int | None = Field(
+        None, ge=1, description="attack a fixed seeded subset of the evaluation data (all models)"
+    )
+
+
+class AttackSpec(StrictParams):
+    """One attack inside an evaluation: a registered attack key plus its parameters."""
+
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in ATTACKS:
+            raise ValueError(f"unknown attack '{value}' (known: {', '.join(ATTACKS.keys())})")
+        return value
+
+    def build(self, norm: str) -> Attack:
+        entry = ATTACKS.get(self.type)
+        if norm not in entry.extras["norms"]:
+            raise ValueError(f"attack '{self.type}' does not support norm {norm}")
+        return entry.obj(entry.params_model.model_validate(self.params))
+
+
+def _predict(
+    model: nn.Module, x: torch.Tensor, ctx: EvalContext, passes: int, bs: int
+) -> np.ndarray:
+    return predict_probs(model, x, batch_size=bs, device=ctx.device, n_samples=passes)
+
+
+def worst_case(
+    model: nn.Module,
+    data: ArrayDataset,
+    attacks: list[tuple[str, Attack]],
+    norm: Norm,
+    eps: float,
+    params: ThreatParams,
+    ctx: EvalContext,
+    start: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``attacks`` in sequence on still-robust examples; return per-example outcomes.
+
+    ``start`` (from a smaller eps on a sweep) seeds the robust flags and adversarial examples:
+    an example broken inside a smaller ball is broken inside this one too.
+    """
+    randomized = bool(getattr(model, "randomized", False))
+    passes = params.n_samples if randomized else 1
+    bs = params.batch_size or ctx.batch_size
+    y_all = data.y
+    if start is None:
+        clean_probs = _predict(model, data.x, ctx, passes, bs)
+        clean_correct = torch.from_numpy(clean_probs.argmax(1)) == y_all
+        robust, x_best = clean_correct.clone(), data.x.clone()
+    else:
+        clean_correct, robust, x_best = (
+            start["clean_correct"],
+            start["robust"].clone(),
+            start["x_best"].clone(),
+        )
+    invalid = torch.zeros(len(data), dtype=torch.bool)
+    after: dict[str, torch.Tensor] = {}
+    generator = torch.Generator().manual_seed(ctx.seed % (2**63))
+    actx = AttackContext(
+        model=model,
+        norm=norm,
+        eps=eps,
+        device=ctx.device,
+        seed=ctx.seed,
+        batch_size=bs,
+        randomized=randomized,
+        eot_samples=params.eot_samples,
+        generator=generator,
+    )
+    for label, attack in attacks:
+        todo = robust.nonzero().squeeze(1)
+        chunks = [todo] if attack.batched_internally else list(todo.split(bs))
+        for chunk in tqdm(chunks, desc=label, unit="batch", disable=not ctx.progress, leave=False):
+            if len(chunk) == 0:
+                continue
+            x, y = data.x[chunk].to(ctx.device), y_all[chunk].to(ctx.device)
+            x_adv = attack.perturb(x, y, actx).detach()
+            ok = valid_adversarial(x, x_adv, norm, eps).cpu()
+            invalid[chunk[~ok]] = True
+            fooled = torch.zeros(len(chunk), dtype=torch.bool)
+            if ok.any():
+                preds = _predict(model, x_adv[ok.to(ctx.device)], ctx, passes, bs).argmax(1)
+                fooled[ok] = torch.from_numpy(preds) != y_all[chunk][ok]
+            robust[chunk[fooled]] = False
+            x_best[chunk[fooled]] = x_adv[fooled.to(ctx.device)].cpu()
+        after[label] = robust.clone()
+    if invalid.any():
+        log.warning(
+            "%d candidate(s) outside the eps-ball or [0,1] were discarded", int(invalid.sum())
+        )
+
+    # The number counted: a fresh forward pass on the final per-example worst case.
+    final_probs = _predict(model, x_best, ctx, passes, bs)
+    robust_final = clean_correct & (torch.from_numpy(final_probs.argmax(1)) == y_all)
+    return {
+        "clean_correct": clean_correct,
+        "robust": robust_final,
+        "after": after,
+        "invalid": invalid,
+        "x_best": x_best,
+        "probs": final_probs,
+        "norm": perturbation_norm(x_best - data.x, norm),
+    }
+
+
+def summarize(outcome: dict[str, Any]) -> dict[str, float]:
+    robust, clean = outcome["robust"], outcome["clean_correct"]
+    n, k, n_clean = len(robust), int(robust.sum()), int(clean.sum())
+    low, high = wilson_interval(k, n)
+    broken = clean & ~robust
+    return {
+        "robust_acc_pct": 100.0 * k / max(n, 1),
+        "robust_acc_ci_low_pct": 100.0 * low,
+        "robust_acc_ci_high_pct": 100.0 * high,
+        "asr_pct": 100.0 * int(broken.sum()) / n_clean if n_clean else float("nan"),
+        "mean_norm": float(outcome["norm"][broken].mean()) if broken.any() else float("nan"),
+    }
+
+
+def outcome_records(data: ArrayDataset, outcome: dict[str, Any], suffix: str = "") -> pd.DataFrame:
+    frame = prediction_records(data, outcome["probs"])
+    frame.insert(2, "clean_correct", outcome["clean_correct"].numpy())
+    frame[f"robust{suffix}"] = outcome["robust"].numpy()
+    for label, flags in outcome["after"].items():
+        frame[f"robust_after_{label}{suffix}"] = flags.numpy()
+    frame[f"invalid{suffix}"] = outcome["invalid"].numpy()
+    frame[f"norm{suffix}"] = outcome["norm"].numpy()
+    return frame
+
+
+def _extras(data: ArrayDataset, outcome: dict[str, Any], randomized: bool) -> dict[str, Any]:
+    return {
+        "n_examples": len(data),
+        "n_clean_correct": int(outcome["clean_correct"].sum()),
+        "n_invalid": int(outcome["invalid"].sum()),
+        "randomized": randomized,
+    }
+
+
+class AdversarialEvaluation(Evaluation):
+    """Base of the single-attack types and of ``attacks`` (several attacks, worst case)."""
+
+    version: ClassVar[str] = "1"
+    attack_key: ClassVar[str | None] = None
+
+    class Params(ThreatParams):
+        pass
+
+    def attacks(self) -> list[tuple[str, Attack]]:
+        p = self.params
+        attack_params = {
+            k: v for k, v in p.model_dump().items() if k not in ThreatParams.model_fields
+        }
+        spec = AttackSpec(type=self.attack_key, params=attack_params)  # type: ignore[arg-type]
+        return [(self.attack_key, spec.build(p.norm))]  # type: ignore[attr-defined,list-item]
+
+    @classmethod
+    def default_name(cls, params: StrictParams) -> str:
+        return f"{cls.attack_key}_{params.norm.lower()}_{params.eps}"  # type: ignore[attr-defined]
+
+    def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
+        p: ThreatParams = self.params  # type: ignore[assignment]
+        data = data.subset(p.n_examples, seed=0)
+        outcome = worst_case(model, data, self.attacks(), p.norm, parse_eps(p.eps), p, ctx)
+        randomized = bool(getattr(model, "randomized", False))
+        return EvaluationResult(
+            summarize(outcome), outcome_records(data, outcome), _extras(data, outcome, randomized)
+        )
+
+
+def _register_single_attack_evaluations() -> None:
+    """One evaluation type per registered attack (``pgd``, ``fgsm``, ``square``, ...)."""
+    for entry in ATTACKS:
+        if entry.key in EVALUATIONS:
+            continue
+        params = type(f"{entry.key}_evaluation_params", (ThreatParams, entry.params_model), {})
+        cls = type(
+            f"{entry.key.title()}Evaluation",
+            (AdversarialEvaluation,),
+            {"attack_key": entry.key, "Params": params, "__doc__": entry.description},
+        )
+        EVALUATIONS.add(Entry(entry.key, cls, entry.description, params, {"version": cls.version}))
+
+
+class AttacksEvaluation(AdversarialEvaluation):
+    """Several attacks in sequence; robust accuracy is the per-example worst case."""
+
+    class Params(ThreatParams):
+        attacks: list[AttackSpec] = Field(min_length=1)
+
+    def attacks(self) -> list[tuple[str, Attack]]:
+        p = self.params
+        labels: list[str] = []
+        for spec in p.attacks:  # type: ignore[attr-defined]
+            labels.append(spec.type if spec.type not in labels else f"{spec.type}{len(labels)}")
+        return [(label, spec.build(p.norm)) for label, spec in zip(labels, p.attacks, strict=True)]  # type: ignore[attr-defined]
+
+    @classmethod
+    def default_name(cls, params: StrictParams) -> str:
+        return f"worst_{params.norm.lower()}_{params.eps}"  # type: ignore[attr-defined]
+
+
+class EpsSweepEvaluation(Evaluation):
+    """One attack over a list of eps values: robust accuracy vs eps.
+
+    With ``reuse_smaller_eps`` an example broken at a smaller eps is counted broken at larger
+    ones without attacking it again (its adversarial example lies in every larger ball).
+    """
+
+    version: ClassVar[str] = "1"
+
+    class Params(ThreatParams):
+        eps: list[EpsField] = Field(min_length=1)  # type: ignore[assignment]
+        attack: AttackSpec
+        reuse_smaller_eps: bool = True
+
+    @classmethod
+    def default_name(cls, params: StrictParams) -> str:
+        return f"{params.attack.type}_sweep_{params.norm.lower()}"  # type: ignore[attr-defined]
+
+    def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
+        p = self.params
+        data = data.subset(p.n_examples, seed=0)  # type: ignore[attr-defined]
+        attack = p.attack.build(p.norm)  # type: ignore[attr-defined]
+        metrics: dict[str, float] = {}
+        frames, previous, outcome = [], None, None
+        for eps in sorted(p.eps, key=parse_eps):  # type: ignore[attr-defined]
+            start = previous if p.reuse_smaller_eps else None  # type: ignore[attr-defined]
+            outcome = worst_case(
+                model, data, [(p.attack.type, attack)], p.norm, parse_eps(eps), p, ctx, start
+            )  # type: ignore[attr-defined,arg-type]
+            previous = outcome
+            metrics.update({f"{eps}_{k}": v for k, v in summarize(outcome).items()})
+            frames.append(outcome_records(data, outcome, suffix=f"@{eps}"))
+        assert outcome is not None
+        base = frames[-1][["index", "label", "pred", "confidence", "correct", "clean_correct"]]
+        extra = [f.drop(columns=[c for c in f.columns if "@" not in c]) for f in frames]
+        probs = frames[-1][[c for c in frames[-1].columns if c.startswith("prob_")]]
+        records = pd.concat([base, *extra, probs], axis=1)
+        randomized = bool(getattr(model, "randomized", False))
+        return EvaluationResult(metrics, records, _extras(data, outcome, randomized))
+
+
+def register_builtin() -> None:
+    _register_single_attack_evaluations()
+    for key, cls, description in (
+        ("attacks", AttacksEvaluation, "several attacks in sequence; per-example worst case"),
+        ("eps_sweep", EpsSweepEvaluation, "one attack over a list of eps: robust accuracy vs eps"),
+    ):
+        if key not in EVALUATIONS:
+            EVALUATIONS.add(Entry(key, cls, description, cls.Params, {"version": cls.version}))
+
+
+register_builtin()
