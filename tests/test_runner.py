@@ -120,3 +120,25 @@ def test_quickstart_is_deterministic(tmp_path):
     pd.testing.assert_frame_equal(boards[0], boards[1], check_exact=True)
     trained = boards[0][boards[0]["model"] != "small_cnn_untrained"]
     assert (trained["clean_acc_pct"] > 85).all(), "quickstart models failed to learn"
+
+
+PLUGIN = """
+from torch import nn
+from models import register_model
+
+
+@register_model("plugin_mlp", "an MLP registered by a suite plugin")
+def plugin_mlp(num_classes: int, in_channels: int, *, hidden: int = 16) -> nn.Module:
+    layers = [nn.Flatten(), nn.LazyLinear(hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
+    return nn.Sequential(*layers)
+"""
+
+
+def test_plugins_register_models_usable_in_the_suite(tmp_path, write_suite, monkeypatch):
+    (tmp_path / "my_plugin_models.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suite = tiny_suite(tmp_path, plugins=["my_plugin_models"])
+    suite["models"] = [{"model": "plugin_mlp", "params": {"hidden": 8}, "random_init": True}]
+    summary = run_suite(load_suite(write_suite(suite)), progress=False, log=quiet)
+    assert summary.leaderboard["model"].tolist() == ["plugin_mlp"]
+    assert summary.leaderboard.loc[0, "clean_acc_pct"] >= 0
