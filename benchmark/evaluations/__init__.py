@@ -1,6 +1,6 @@
 """Evaluation types: the registry plus built-ins (importing this module registers them)."""
 
-from benchmark.evaluations import adversarial, clean
+from benchmark.evaluations import adversarial, clean, ranking
 from benchmark.evaluations.base import (
     EVALUATIONS,
     EvalContext,
@@ -18,5 +18,6 @@ __all__ = [
     "adversarial",
     "clean",
     "evaluation_name",
+    "ranking",
     "register_evaluation",
 ]

@@ -37,6 +37,8 @@ class EvaluationResult:
     metrics: dict[str, float]
     records: pd.DataFrame
     extras: dict[str, Any] = field(default_factory=dict)
+    # Extra files (name -> bytes, e.g. a PNG plot or a CSV table) stored with the result.
+    artifacts: dict[str, bytes] = field(default_factory=dict)
 
 
 class Evaluation(ABC):

@@ -41,6 +41,10 @@ class ResultCache:
         try:
             result.records.to_parquet(tmp / RECORDS_FILE, index=False)
             payload = {"key": key, "metrics": result.metrics, "extras": result.extras, **info}
+            for name, content in result.artifacts.items():
+                if "/" in name or name in (RESULT_FILE, RECORDS_FILE) or name.startswith("."):
+                    raise ValueError(f"bad artifact name {name!r}")
+                (tmp / name).write_bytes(content)
             (tmp / RESULT_FILE).write_text(json.dumps(payload, indent=1, default=str))
             try:
                 os.rename(tmp, final)
