@@ -164,7 +164,7 @@ class RobustnessRanking(Evaluation):
         bs = p.batch_size or ctx.batch_size
         probs = predict_probs(model, data.x, batch_size=bs, device=ctx.device)
         records = prediction_records(data, probs)
-        correct = torch.from_numpy(records["correct"].to_numpy())
+        correct = torch.tensor(records["correct"].to_numpy())
         distances = np.zeros(len(data))  # misclassified: distance 0, not attacked
         todo = correct.nonzero().squeeze(1)
         found, adv = minimal_distances(
