@@ -1,0 +1,54 @@
+"""Timing helpers shared by the benchmarks: best-of-N wall time and a machine description."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def best_time(fn: Callable[[], Any], repeats: int = 3, device: torch.device | None = None) -> float:
+    """Best of ``repeats`` wall-clock runs (after one warm-up), synchronizing CUDA."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def write_results(name: str, payload: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({**payload, "rows": rows}, indent=1))
+    lines = ["| measurement | value |", "|---|---|"]
+    lines += [f"| {row['name']} | {row['value']:.3f} |" for row in rows]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    return path
