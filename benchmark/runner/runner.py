@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from benchmark.datasets import ArrayDataset, load_dataset
-from benchmark.evaluations import EVALUATIONS, EvalContext
+from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult
 from benchmark.leaderboard import write_leaderboard
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.jobs import Job, expand_jobs, model_identity, training_job
@@ -97,7 +97,8 @@ def run_job(
     suite: Suite,
     device: torch.device,
     progress: bool,
-) -> object:
+) -> EvaluationResult:
+    """Run one (model, evaluation) job with its own seed, the model in eval mode."""
     entry = EVALUATIONS.get(job.evaluation.type)
     evaluation = entry.obj(entry.params_model.model_validate(job.evaluation.params))
     seed = derive_seed(suite.seed, job.key)
