@@ -1,6 +1,7 @@
-"""Model zoo: the registry, the built-in builders (registered on import), checkpoints, training."""
+"""Model zoo: the registry, the built-in builders (registered on import), checkpoints, training,
+ensembles and post-hoc methods (PEP, temperature scaling)."""
 
-from models import resnet, small_cnn
+from models import kap_resnet, resnet, small_cnn, smooth_resnet
 from models.checkpoints import load_checkpoint, save_checkpoint
 from models.registry import MODELS, NormalizedModel, build_model, register_model
 
@@ -8,9 +9,11 @@ __all__ = [
     "MODELS",
     "NormalizedModel",
     "build_model",
+    "kap_resnet",
     "load_checkpoint",
     "register_model",
     "resnet",
     "save_checkpoint",
     "small_cnn",
+    "smooth_resnet",
 ]

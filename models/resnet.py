@@ -11,12 +11,13 @@ The papers' variants differ from the plain network only in layers inserted at fi
 there is one network class and the variants pass :class:`ResNetHooks` (factories for those
 layers): KAP after every convolution (models/kap_resnet.py), noise after every convolution,
 Smooth after every stage and MC dropout between a block's convolutions
-(models/smooth_resnet.py). Identity hooks add no modules to ``state_dict``, so plain
-checkpoints keep the kuangliu key names.
+(models/smooth_resnet.py). Hooks without parameters add nothing to ``state_dict``, so plain
+checkpoints keep the kuangliu key names and load into the noise/KAP/smoothing variants.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -56,9 +57,12 @@ class ResNetHooks:
     at_input: Factory = identity_factory
 
 
-def _sequential(*modules: nn.Module) -> nn.Sequential:
-    """``nn.Sequential`` without Identity entries, so unused hooks do not shift state keys."""
-    return nn.Sequential(*(m for m in modules if not isinstance(m, nn.Identity)))
+def _conv_unit(conv: nn.Module, hook: nn.Module, *rest: nn.Module) -> nn.Sequential:
+    """``conv, hook, *rest`` with the plain network's key names: the layers are numbered as
+    without the hook and the hook is named ``hook``, so a parameter-free hook (noise, KAP)
+    leaves the ``state_dict`` keys unchanged and plain checkpoints load into variants."""
+    named = [("0", conv), ("hook", hook)] + [(str(i + 1), m) for i, m in enumerate(rest)]
+    return nn.Sequential(OrderedDict(named))
 
 
 class BasicBlock(nn.Module):
@@ -78,7 +82,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            self.shortcut = _sequential(
+            self.shortcut = _conv_unit(
                 nn.Conv2d(in_planes, wide, 1, stride, bias=False),
                 hooks.after_conv(planes),
                 nn.BatchNorm2d(planes),
@@ -105,7 +109,7 @@ class CifarResNet(nn.Module):
         hooks = hooks or ResNetHooks()
         stem = stage_channels[0]
         self.input_layer = hooks.at_input(in_channels)
-        self.stem = _sequential(
+        self.stem = _conv_unit(
             nn.Conv2d(in_channels, stem * hooks.conv_expansion, 3, 1, 1, bias=False),
             hooks.after_conv(stem),
             nn.BatchNorm2d(stem),
