@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,10 @@ from benchmark.registry import Entry, Registry, params_model_from_signature
 
 Builder = Callable[..., nn.Module]
 MODELS: Registry[Builder] = Registry("model")
-_DATA_ARGUMENTS = {"num_classes", "in_channels"}
+# Filled in from the data, never from suite params. ``input_std`` is optional: builders that
+# express a quantity in [0, 1] pixel units (e.g. the KAP paper's input noise) declare it to
+# learn the per-channel std the wrapper divides by.
+_DATA_ARGUMENTS = {"num_classes", "in_channels", "input_std"}
 
 
 def register_model(
@@ -62,9 +66,10 @@ def build_model(key: str, params: dict[str, Any], info: DataInfo) -> NormalizedM
     """Instantiate registered model ``key`` for data described by ``info`` (random weights)."""
     entry = MODELS.get(key)
     validated = entry.params_model.model_validate(params)
-    backbone = entry.obj(
-        num_classes=info.num_classes, in_channels=info.in_channels, **validated.model_dump()
-    )
+    data: dict[str, Any] = {"num_classes": info.num_classes, "in_channels": info.in_channels}
+    if "input_std" in inspect.signature(entry.obj).parameters:
+        data["input_std"] = tuple(info.std)
+    backbone = entry.obj(**data, **validated.model_dump())
     model = NormalizedModel(backbone, info.mean, info.std)
     model.randomized = bool(entry.extras.get("randomized", False))
     return model
