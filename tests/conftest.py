@@ -71,3 +71,36 @@ def cifar_root(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     root = tmp_path / "cifar"
     batches = write_cifar_batches(root / "cifar-10-batches-py")
     return root, batches
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A small CNN trained for 6 epochs on digits (~2 s) and the 360 test digits."""
+    import torch
+
+    from benchmark.datasets import load_dataset
+    from models.training import TrainingJob, train_or_load
+
+    train, val, test = (load_dataset("digits", s) for s in ("train", "val", "test"))
+    job = TrainingJob(
+        "small_cnn",
+        {"width": 0.5},
+        "standard",
+        {
+            "epochs": 6,
+            "batch_size": 64,
+            "optimizer": "adam",
+            "lr": 0.01,
+            "weight_decay": 0.0,
+            "schedule": "cosine",
+            "warmup_epochs": 0,
+            "augment": "crop",
+            "crop_padding": 1,
+        },
+        {"dataset": "digits"},
+        seed=0,
+    )
+    model, _ = train_or_load(
+        job, train, val, tmp_path_factory.mktemp("ck"), torch.device("cpu"), progress=False
+    )
+    return model, test

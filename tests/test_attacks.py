@@ -11,38 +11,10 @@ import torch
 from benchmark.attacks import ATTACKS, Attack, AttackContext, parse_eps, register_attack
 from benchmark.attacks.losses import dlr
 from benchmark.attacks.threat import project, valid_adversarial
-from benchmark.datasets import load_dataset
 from benchmark.evaluations import EVALUATIONS, EvalContext
 from benchmark.evaluations.adversarial import AttackSpec, ThreatParams, wilson_interval, worst_case
-from models.training import TrainingJob, train_or_load
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A small CNN trained for 6 epochs on digits (~2 s) and the 360 test digits."""
-    train, val, test = (load_dataset("digits", s) for s in ("train", "val", "test"))
-    job = TrainingJob(
-        "small_cnn",
-        {"width": 0.5},
-        "standard",
-        {
-            "epochs": 6,
-            "batch_size": 64,
-            "optimizer": "adam",
-            "lr": 0.01,
-            "weight_decay": 0.0,
-            "schedule": "cosine",
-            "warmup_epochs": 0,
-            "augment": "crop",
-            "crop_padding": 1,
-        },
-        {"dataset": "digits"},
-        seed=0,
-    )
-    model, _ = train_or_load(job, train, val, tmp_path_factory.mktemp("ck"), CPU, progress=False)
-    return model, test
 
 
 def ctx(seed: int = 123, batch_size: int = 128) -> EvalContext:

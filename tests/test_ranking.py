@@ -11,7 +11,6 @@ from scipy.stats import spearmanr
 from benchmark.attacks.minimal import CWConfig, DDNConfig, carlini_wagner_l2, ddn_l2
 from benchmark.evaluations import EVALUATIONS, EvalContext
 from benchmark.evaluations.ranking import robustness_bins
-from tests.test_attacks import trained  # noqa: F401  (module-scoped fixture)
 
 CPU = torch.device("cpu")
 
@@ -23,7 +22,7 @@ def correct_subset(model, data, n):
     return subset.x[ok], subset.y[ok]
 
 
-def test_cw_l2_agrees_with_foolbox(trained):  # noqa: F811
+def test_cw_l2_agrees_with_foolbox(trained):
     import foolbox
 
     model, data = trained
@@ -47,7 +46,7 @@ def test_cw_l2_agrees_with_foolbox(trained):  # noqa: F811
     assert adv.min() >= 0 and adv.max() <= 1
 
 
-def test_ddn_ranking_correlates_with_cw(trained):  # noqa: F811
+def test_ddn_ranking_correlates_with_cw(trained):
     model, data = trained
     x, y = correct_subset(model, data, 40)
     cw, _ = carlini_wagner_l2(model, x, y, CWConfig(binary_search_steps=9, steps=100))
@@ -69,7 +68,7 @@ def test_robustness_bins_partition_into_equal_sizes():
 
 
 @pytest.mark.parametrize("method", ["cw", "ddn"])
-def test_ranking_evaluation_bins_and_invariants(trained, method):  # noqa: F811
+def test_ranking_evaluation_bins_and_invariants(trained, method):
     model, data = trained
     entry = EVALUATIONS.get("robustness_ranking")
     params = entry.params_model.model_validate(
