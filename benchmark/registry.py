@@ -55,7 +55,8 @@ class Entry(Generic[T]):
         rows = []
         for name, info in self.params_model.model_fields.items():
             annotation = info.annotation
-            type_name = getattr(annotation, "__name__", None) or str(annotation)
+            plain = isinstance(annotation, type) and not getattr(annotation, "__args__", None)
+            type_name = annotation.__name__ if plain else str(annotation)  # type: ignore[union-attr]
             type_name = type_name.replace("typing.", "")
             default = "required" if info.is_required() else repr(info.default)
             rows.append((name, type_name, default))
