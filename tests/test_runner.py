@@ -142,3 +142,33 @@ def test_plugins_register_models_usable_in_the_suite(tmp_path, write_suite, monk
     summary = run_suite(load_suite(write_suite(suite)), progress=False, log=quiet)
     assert summary.leaderboard["model"].tolist() == ["plugin_mlp"]
     assert summary.leaderboard.loc[0, "clean_acc_pct"] >= 0
+
+
+def test_posthoc_rows_are_fitted_on_val_and_cached(tmp_path, write_suite):
+    suite = tiny_suite(tmp_path)
+    suite["models"][0]["posthoc"] = [
+        {"method": "temperature"},
+        {"method": "pep", "name": "pep5", "params": {"sigma": 0.01, "members": 5}},
+    ]
+    loaded = load_suite(write_suite(suite))
+    first = run_suite(loaded, progress=False, log=quiet)
+    board = first.leaderboard
+    assert board["model"].tolist() == ["cnn", "cnn+temperature", "cnn+pep5", "rn20"]
+    assert len(first.executed) == 8
+    keys = {j.row_name: j.key for j in expand_jobs(loaded, "cpu") if j.evaluation_name == "clean"}
+    assert len(set(keys.values())) == 4
+    base, scaled = board.iloc[0], board.iloc[1]
+    assert scaled["clean_acc_pct"] == base["clean_acc_pct"]  # temperature keeps the argmax
+    assert scaled["clean_nll"] != base["clean_nll"]
+    again = run_suite(loaded, progress=False, log=quiet)
+    assert again.executed == []
+
+
+def test_unknown_posthoc_method_is_a_suite_error(tmp_path, write_suite, capsys):
+    from benchmark.cli import main
+
+    suite = tiny_suite(tmp_path)
+    suite["models"][0]["posthoc"] = [{"method": "platt"}]
+    assert main(["validate", str(write_suite(suite))]) == 2
+    err = capsys.readouterr().err
+    assert "models[0].posthoc[0].method: unknown post-hoc method 'platt'" in err

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.evaluations import EVALUATIONS, evaluation_name
-from benchmark.suite.schema import EvaluationSpec, ModelSpec, Suite
+from benchmark.suite.schema import EvaluationSpec, ModelSpec, PosthocSpec, Suite
 from benchmark.utils import file_sha256, stable_hash
 from models import MODELS
+from models.posthoc import POSTHOC
 from models.training import TrainingJob
 
 
@@ -67,33 +68,49 @@ def data_identity(suite: Suite) -> dict[str, Any]:
     }
 
 
+def posthoc_identity(posthoc: PosthocSpec) -> dict[str, Any]:
+    entry = POSTHOC.get(posthoc.method)
+    return {
+        "method": posthoc.method,
+        "params": entry.params_model.model_validate(posthoc.params).model_dump(),
+        "fitted_on": "val",
+    }
+
+
 @dataclass(frozen=True)
 class Job:
     model: ModelSpec
+    posthoc: PosthocSpec | None  # None: the model itself; else the post-hoc row
+    row_name: str  # leaderboard row
     evaluation: EvaluationSpec
     key: str
     evaluation_name: str  # leaderboard column prefix
 
     @property
     def label(self) -> str:
-        return f"{self.model.row_name} x {self.evaluation_name}"
+        return f"{self.row_name} x {self.evaluation_name}"
 
 
 def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
     data = data_identity(suite)
     jobs = []
     for model in suite.models:
-        identity = model_identity(model, suite)
-        for evaluation in suite.evaluations:
-            key = stable_hash(
-                {
-                    "model": identity,
-                    "evaluation": evaluation_identity(evaluation),
-                    "data": data,
-                    "seed": suite.seed,
-                    "device": device_type,
-                }
-            )
-            name = evaluation_name(evaluation.type, evaluation.name, evaluation.params)
-            jobs.append(Job(model, evaluation, key, name))
+        base_identity = model_identity(model, suite)
+        variants: list[PosthocSpec | None] = [None, *model.posthoc]
+        for posthoc, row_name in zip(variants, model.row_names(), strict=True):
+            identity = dict(base_identity)
+            if posthoc is not None:
+                identity["posthoc"] = posthoc_identity(posthoc)
+            for evaluation in suite.evaluations:
+                key = stable_hash(
+                    {
+                        "model": identity,
+                        "evaluation": evaluation_identity(evaluation),
+                        "data": data,
+                        "seed": suite.seed,
+                        "device": device_type,
+                    }
+                )
+                name = evaluation_name(evaluation.type, evaluation.name, evaluation.params)
+                jobs.append(Job(model, posthoc, row_name, evaluation, key, name))
     return jobs

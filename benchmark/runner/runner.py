@@ -27,6 +27,7 @@ from benchmark.runner.jobs import Job, expand_jobs, model_identity, training_job
 from benchmark.suite.schema import ModelSpec, Suite
 from benchmark.utils import derive_seed, resolve_device, seed_everything, write_text_atomic
 from models import MODELS, build_model, load_checkpoint
+from models.posthoc import fit_posthoc
 from models.training import train_or_load
 
 Logger = Callable[[str], None]
@@ -119,21 +120,32 @@ def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> 
     log(f"suite '{suite.name}': {total} job(s) on {device}, cache {cache.root}")
 
     for model_spec in suite.models:
-        model_jobs = [j for j in jobs if j.model is model_spec]
-        pending = [j for j in model_jobs if not cache.has(j.key)]
-        summary.reused += [j.label for j in model_jobs if j not in pending]
-        if not pending:
-            continue
-        started = time.perf_counter()
-        model = materialize_model(model_spec, suite, data, device, progress)
-        log(f"  model {model_spec.row_name}: ready in {time.perf_counter() - started:.1f}s")
-        eval_data = data.evaluation_set()
-        for job in pending:
+        base: nn.Module | None = None  # built or trained once, shared by its post-hoc rows
+        for row_name in model_spec.row_names():
+            row_jobs = [j for j in jobs if j.model is model_spec and j.row_name == row_name]
+            pending = [j for j in row_jobs if not cache.has(j.key)]
+            summary.reused += [j.label for j in row_jobs if j not in pending]
+            if not pending:
+                continue
             started = time.perf_counter()
-            result = run_job(job, model, eval_data, suite, device, progress)
-            cache.put(job.key, result, {"model": model_spec.row_name, "evaluation": job.label})
-            summary.executed.append(job.label)
-            log(f"  [{len(summary.executed)}] {job.label}: {time.perf_counter() - started:.1f}s")
+            if base is None:
+                base = materialize_model(model_spec, suite, data, device, progress)
+            model = base
+            posthoc = pending[0].posthoc
+            if posthoc is not None:
+                seed = derive_seed(suite.seed, pending[0].key, "posthoc")
+                model = fit_posthoc(posthoc.method, base, data.split("val"), posthoc.params, seed)
+                model = model.to(device).eval()
+            log(f"  model {row_name}: ready in {time.perf_counter() - started:.1f}s")
+            eval_data = data.evaluation_set()
+            for job in pending:
+                started = time.perf_counter()
+                result = run_job(job, model, eval_data, suite, device, progress)
+                cache.put(job.key, result, {"model": row_name, "evaluation": job.label})
+                summary.executed.append(job.label)
+                log(
+                    f"  [{len(summary.executed)}] {job.label}: {time.perf_counter() - started:.1f}s"
+                )
     log(f"  {len(summary.executed)} job(s) run, {len(summary.reused)} reused from cache")
 
     summary.leaderboard = collect_leaderboard(suite, jobs, cache)
@@ -146,17 +158,18 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
     rows = []
     for model_spec in suite.models:
         entry = MODELS.get(model_spec.model)
-        row: dict[str, object] = {
-            "model": model_spec.row_name,
-            "arch": model_spec.model,
-            "randomized": bool(entry.extras.get("randomized", False)),
-        }
-        for job in (j for j in jobs if j.model is model_spec):
-            result = cache.load_summary(job.key)
-            row.setdefault("n_examples", result["extras"].get("n_examples"))
-            for metric, value in result["metrics"].items():
-                row[f"{job.evaluation_name}_{metric}"] = value
-        rows.append(row)
+        for row_name in model_spec.row_names():
+            row: dict[str, object] = {
+                "model": row_name,
+                "arch": model_spec.model,
+                "randomized": bool(entry.extras.get("randomized", False)),
+            }
+            for job in (j for j in jobs if j.row_name == row_name):
+                result = cache.load_summary(job.key)
+                row.setdefault("n_examples", result["extras"].get("n_examples"))
+                for metric, value in result["metrics"].items():
+                    row[f"{job.evaluation_name}_{metric}"] = value
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -165,7 +178,7 @@ def _write_manifest(suite: Suite, jobs: list[Job], cache: ResultCache) -> None:
         "suite": suite.model_dump(),
         "jobs": [
             {
-                "model": j.model.row_name,
+                "model": j.row_name,
                 "evaluation": j.evaluation_name,
                 "key": j.key,
                 "result_dir": str(cache.path(j.key)),

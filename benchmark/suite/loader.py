@@ -78,6 +78,7 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
     from benchmark.datasets import DATASETS
     from benchmark.evaluations import EVALUATIONS, evaluation_name
     from models import MODELS
+    from models.posthoc import POSTHOC
     from models.training import RECIPES
 
     def unknown(registry: Registry[Any], key: str, field: str) -> str:
@@ -95,6 +96,14 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             errors += _check_params(MODELS, spec.model, spec.params, f"{field}.params", source)
         if spec.checkpoint is not None and not Path(spec.checkpoint).is_file():
             errors.append(f"{source}: {field}.checkpoint: file not found: {spec.checkpoint}")
+        for j, posthoc in enumerate(spec.posthoc):
+            where = f"{field}.posthoc[{j}]"
+            if posthoc.method not in POSTHOC:
+                errors.append(unknown(POSTHOC, posthoc.method, f"{where}.method"))
+            else:
+                errors += _check_params(
+                    POSTHOC, posthoc.method, posthoc.params, f"{where}.params", source
+                )
         if spec.training is not None:
             recipe = spec.training.recipe
             if recipe not in RECIPES:

@@ -34,6 +34,20 @@ class TrainingSpec(_Strict):
     validation: bool = Field(True, description="track accuracy on the dataset's 'val' split")
 
 
+class PosthocSpec(_Strict):
+    """A post-hoc method fitted on the dataset's 'val' split; adds a leaderboard row."""
+
+    method: str = Field(description="registered post-hoc method, e.g. 'temperature' or 'pep'")
+    params: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$", description="row suffix (default: the method)"
+    )
+
+    @property
+    def suffix(self) -> str:
+        return self.name or self.method
+
+
 class ModelSpec(_Strict):
     name: str | None = Field(None, pattern=NAME_PATTERN, description="leaderboard row name")
     model: str = Field(description="registered model key")
@@ -41,6 +55,9 @@ class ModelSpec(_Strict):
     checkpoint: str | None = Field(None, description="weights file (.pt or .safetensors)")
     training: TrainingSpec | None = None
     random_init: bool = Field(False, description="untrained weights from the seed (tests only)")
+    posthoc: list[PosthocSpec] = Field(
+        default_factory=list, description="extra rows: <name>+<method>, fitted on 'val'"
+    )
 
     @model_validator(mode="after")
     def _one_weight_source(self) -> ModelSpec:
@@ -54,6 +71,10 @@ class ModelSpec(_Strict):
     @property
     def row_name(self) -> str:
         return self.name or self.model
+
+    def row_names(self) -> list[str]:
+        """The base row and one row per post-hoc method."""
+        return [self.row_name] + [f"{self.row_name}+{p.suffix}" for p in self.posthoc]
 
 
 class EvaluationSpec(_Strict):
@@ -82,7 +103,7 @@ class Suite(_Strict):
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Suite:
-        names = [m.row_name for m in self.models]
+        names = [name for m in self.models for name in m.row_names()]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"models: duplicate name(s) {duplicates}; set distinct 'name:'s")
