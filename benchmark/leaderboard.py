@@ -16,8 +16,6 @@ from benchmark.errors import BenchmarkError
 from benchmark.metrics import HIGHER_IS_BETTER_SUFFIXES, LOWER_IS_BETTER_SUFFIXES
 from benchmark.utils import write_text_atomic
 
-ID_COLUMNS = ["model", "arch", "randomized", "n_examples"]
-
 
 def write_leaderboard(frame: pd.DataFrame, directory: str | Path, name: str) -> list[Path]:
     directory = Path(directory)

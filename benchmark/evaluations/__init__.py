@@ -1,6 +1,6 @@
 """Evaluation types: the registry plus built-ins (importing this module registers them)."""
 
-from benchmark.evaluations import adversarial, clean, ranking
+from benchmark.evaluations import adversarial, clean, ranking, sanity
 from benchmark.evaluations.base import (
     EVALUATIONS,
     EvalContext,
@@ -20,4 +20,5 @@ __all__ = [
     "evaluation_name",
     "ranking",
     "register_evaluation",
+    "sanity",
 ]

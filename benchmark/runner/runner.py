@@ -106,7 +106,17 @@ def run_job(
     seed_everything(seed)
     ctx = EvalContext(device=device, batch_size=suite.batch_size, seed=seed, progress=progress)
     model.eval()
-    return evaluation.run(model, data, ctx)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    result = evaluation.run(model, data, ctx)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    if changed or model.training:
+        # Weights or BatchNorm statistics moved during evaluation (e.g. a train-mode forward
+        # inside an attack): flag the result and restore the model for the next jobs.
+        result.extras["flags"] = [*result.extras.get("flags", []), "state_changed"]
+        result.extras["state_changed"] = changed[:10]
+        model.load_state_dict(before)
+        model.eval()
+    return result
 
 
 def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> RunSummary:
@@ -163,9 +173,13 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
                 "model": row_name,
                 "arch": model_spec.model,
                 "randomized": bool(entry.extras.get("randomized", False)),
+                "flags": "",
             }
+            flags: set[str] = set()
             for job in (j for j in jobs if j.row_name == row_name):
                 result = cache.load_summary(job.key)
+                flags.update(result["extras"].get("flags", []))
+                row["flags"] = ",".join(sorted(flags))
                 row.setdefault("n_examples", result["extras"].get("n_examples"))
                 for metric, value in result["metrics"].items():
                     row[f"{job.evaluation_name}_{metric}"] = value
