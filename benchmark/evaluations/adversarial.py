@@ -223,9 +223,13 @@ class AdversarialEvaluation(Evaluation):
         data = data.subset(p.n_examples, seed=0)
         outcome = worst_case(model, data, self.attacks(), p.norm, parse_eps(p.eps), p, ctx)
         randomized = bool(getattr(model, "randomized", False))
-        return EvaluationResult(
-            summarize(outcome), outcome_records(data, outcome), _extras(data, outcome, randomized)
-        )
+        extras = {
+            **_extras(data, outcome, randomized),
+            "norm": p.norm,
+            "eps": p.eps,
+            "eps_value": parse_eps(p.eps),
+        }
+        return EvaluationResult(summarize(outcome), outcome_records(data, outcome), extras)
 
 
 def _register_single_attack_evaluations() -> None:
@@ -298,7 +302,13 @@ class EpsSweepEvaluation(Evaluation):
         probs = frames[-1][[c for c in frames[-1].columns if c.startswith("prob_")]]
         records = pd.concat([base, *extra, probs], axis=1)
         randomized = bool(getattr(model, "randomized", False))
-        return EvaluationResult(metrics, records, _extras(data, outcome, randomized))
+        extras = {
+            **_extras(data, outcome, randomized),
+            "norm": p.norm,  # type: ignore[attr-defined]
+            "eps": list(p.eps),
+            "eps_value": [parse_eps(e) for e in p.eps],
+        }  # type: ignore[attr-defined]
+        return EvaluationResult(metrics, records, extras)
 
 
 def register_builtin() -> None:
