@@ -93,8 +93,10 @@ def batched_ece(
 
     With weights w, sum_b |B_b|/N |acc_b - conf_b| = sum_b |sum_{i in b} w_i (c_i - p_i)| / sum w,
     so one (B, N) @ (N, n_bins) product gives every resample's ECE without re-binning: the bins
-    are fixed by the original confidences (exact for equal-width bins, where an example's bin
-    does not depend on the other examples).
+    are fixed by the original confidences. That is exact for equal-width bins, where an
+    example's bin does not depend on the other examples; with ``equal_mass`` it keeps the
+    original cuts instead of re-cutting each resample (so only the point estimate, weights all
+    one, is the adaptive ECE).
     """
     confidences = np.asarray(confidences, np.float64)
     bins = assign_bins(confidences, n_bins, binning)
