@@ -38,9 +38,9 @@ def terminal_view(frame: pd.DataFrame) -> pd.DataFrame:
     view = frame.drop(
         columns=[c for c in frame.columns if c == "arch" or c.endswith(DETAIL_SUFFIXES)]
     )
-    for low in [c for c in view.columns if c.endswith("_ci_low_pct")]:
-        stem = low.removesuffix("_ci_low_pct")
-        main, high = f"{stem}_pct", f"{stem}_ci_high_pct"
+    for low in [c for c in view.columns if c.endswith("_ci_low")]:
+        main = low.removesuffix("_ci_low")
+        high = f"{main}_ci_high"
         if main in view.columns and high in view.columns:
             view[main] = [
                 f"{m:.4g} [{lo:.3g}, {hi:.3g}]"

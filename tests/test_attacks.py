@@ -285,7 +285,7 @@ def test_attack_evaluations_run_from_a_suite(write_suite, tmp_path):
     board = summary.leaderboard
     for column in (
         "fgsm_linf_8/255_robust_acc_pct",
-        "fgsm_linf_8/255_robust_acc_ci_low_pct",
+        "fgsm_linf_8/255_robust_acc_pct_ci_low",
         "torchattacks_linf_8/255_robust_acc_pct",
     ):
         assert column in board.columns

@@ -43,8 +43,8 @@ def test_wide_tables_are_transposed_and_cis_folded():
             "model": ["a", "b"],
             "arch": ["x", "y"],
             "pgd_robust_acc_pct": [10.0, 20.0],
-            "pgd_robust_acc_ci_low_pct": [5.0, 15.0],
-            "pgd_robust_acc_ci_high_pct": [15.0, 25.0],
+            "pgd_robust_acc_pct_ci_low": [5.0, 15.0],
+            "pgd_robust_acc_pct_ci_high": [15.0, 25.0],
             "pgd_asr_pct": [90.0, 80.0],
         }
     )

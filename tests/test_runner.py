@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from benchmark.evaluations.clean import CleanEvaluation
+from benchmark.evaluations.predictions import metrics_from_records
 from benchmark.runner import ResultCache, expand_jobs, run_suite
 from benchmark.suite import Suite, load_suite
 from tests.conftest import REPO, tiny_suite
@@ -59,6 +60,20 @@ def test_leaderboard_files_and_records(tmp_path, write_suite):
     assert list(board["model"]) == ["cnn", "rn20"]
     for column in ("clean_acc_pct", "clean_nll", "clean_brier", "clean_ece_pct", "clean10_ece_pct"):
         assert column in board.columns
+    for metric in (
+        "mce_pct",
+        "auroc_pct",
+        "aupr_success_pct",
+        "aupr_error_pct",
+        "fpr95_pct",
+        "aurc_x1000",
+        "eaurc_x1000",
+        "ece_pct_ci_low",
+        "ece_pct_ci_high",
+        "auroc_pct_ci_low",
+        "auroc_pct_ci_high",
+    ):
+        assert f"clean_{metric}" in board.columns and f"clean10_{metric}" in board.columns
     saved = pd.read_csv(tmp_path / "leaderboard" / "tiny.csv")
     pd.testing.assert_frame_equal(saved, board, check_dtype=False)
     assert (tmp_path / "leaderboard" / "tiny.md").read_text().startswith("# Leaderboard: tiny")
@@ -72,6 +87,9 @@ def test_leaderboard_files_and_records(tmp_path, write_suite):
     assert probs.sum(1) == pytest.approx(1.0)
     assert (records["pred"] == probs.argmax(1)).all()
     assert records["correct"].mean() * 100 == pytest.approx(board.loc[0, "clean_acc_pct"])
+    from_records = metrics_from_records(records)
+    for metric in ("ece_pct", "aurc_x1000", "fpr95_pct", "auroc_pct"):
+        assert from_records[metric] == pytest.approx(board.loc[0, f"clean_{metric}"], nan_ok=True)
     assert (tmp_path / "run" / "manifest.json").is_file()
 
 

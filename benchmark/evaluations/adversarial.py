@@ -170,8 +170,8 @@ def summarize(outcome: dict[str, Any]) -> dict[str, float]:
     broken = clean & ~robust
     return {
         "robust_acc_pct": 100.0 * k / max(n, 1),
-        "robust_acc_ci_low_pct": 100.0 * low,
-        "robust_acc_ci_high_pct": 100.0 * high,
+        "robust_acc_pct_ci_low": 100.0 * low,
+        "robust_acc_pct_ci_high": 100.0 * high,
         "asr_pct": 100.0 * int(broken.sum()) / n_clean if n_clean else float("nan"),
         "mean_norm": float(outcome["norm"][broken].mean()) if broken.any() else float("nan"),
     }
@@ -200,7 +200,7 @@ def _extras(data: ArrayDataset, outcome: dict[str, Any], randomized: bool) -> di
 class AdversarialEvaluation(Evaluation):
     """Base of the single-attack types and of ``attacks`` (several attacks, worst case)."""
 
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     attack_key: ClassVar[str | None] = None
 
     class Params(ThreatParams):
@@ -271,7 +271,7 @@ class EpsSweepEvaluation(Evaluation):
     ones without attacking it again (its adversarial example lies in every larger ball).
     """
 
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
 
     class Params(ThreatParams):
         eps: list[EpsField] = Field(min_length=1)  # type: ignore[assignment]

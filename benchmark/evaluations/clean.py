@@ -1,7 +1,9 @@
-"""Clean (unperturbed) evaluation: accuracy, NLL, Brier, ECE and per-example records."""
+"""Clean (unperturbed) evaluation: calibration and failure-prediction metrics, with bootstrap
+intervals for ECE and AUROC, and per-example records."""
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field
 from torch import nn
 
@@ -16,13 +18,22 @@ from benchmark.evaluations.predictions import predict_probs, prediction_records,
 from benchmark.registry import StrictParams
 
 
-@register_evaluation("clean", "accuracy, NLL, Brier and ECE on unperturbed inputs")
+@register_evaluation(
+    "clean", "accuracy, NLL, Brier, ECE, MCE, AUROC, AUPR, FPR95, AURC on unperturbed inputs"
+)
 class CleanEvaluation(Evaluation):
+    # 2: MCE and the failure-prediction metrics, bootstrap intervals for ECE and AUROC.
+    version = "2"
+
     class Params(StrictParams):
-        n_bins: int = Field(15, ge=1, description="equal-width ECE bins")
+        n_bins: int = Field(15, ge=1, description="ECE bins (equal-width; equal-mass for adaece)")
         n_samples: int = Field(
             1, ge=1, le=1000, description="passes averaged for randomized models"
         )
+        bootstrap: int = Field(
+            200, ge=0, le=100_000, description="resamples for ECE/AUROC 95% intervals (0: off)"
+        )
+        extra_ece: bool = Field(False, description="also equal-mass and classwise ECE columns")
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         n_samples = self.params.n_samples if getattr(model, "randomized", False) else 1
@@ -36,7 +47,14 @@ class CleanEvaluation(Evaluation):
             desc="clean",
         )
         labels = data.y.numpy()
-        metrics = summary_metrics(probs, labels, self.params.n_bins)
+        metrics = summary_metrics(
+            probs,
+            labels,
+            self.params.n_bins,
+            extra_ece=self.params.extra_ece,
+            bootstrap=self.params.bootstrap,
+            rng=np.random.default_rng(ctx.seed),
+        )
         return EvaluationResult(
             metrics, prediction_records(data, probs), {"n_examples": len(labels)}
         )

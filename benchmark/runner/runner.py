@@ -160,6 +160,9 @@ def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> 
 
     summary.leaderboard = collect_leaderboard(suite, jobs, cache)
     summary.written = write_leaderboard(summary.leaderboard, suite.leaderboard_dir, suite.name)
+    plots_dir = Path(suite.run_dir) / "plots"
+    if summary.executed or not plots_dir.is_dir():
+        summary.written += write_plots(suite, jobs, cache, plots_dir)
     _write_manifest(suite, jobs, cache)
     return summary
 
@@ -185,6 +188,23 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
                     row[f"{job.evaluation_name}_{metric}"] = value
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:
+    """Reliability diagrams, confidence histograms and risk-coverage curves per evaluation
+    whose records carry probabilities (clean and adversarial), under ``<run_dir>/plots``."""
+    from benchmark.plots import plot_suite  # matplotlib only when plotting
+
+    written: list[Path] = []
+    for evaluation in suite.evaluations:
+        own = [j for j in jobs if j.evaluation is evaluation]
+        records = {j.row_name: cache.load_records(j.key) for j in own}
+        if not all("prob_0" in r.columns for r in records.values()):
+            continue
+        folder = own[0].evaluation_name.replace("/", "_")
+        n_bins = int(evaluation.params.get("n_bins", 15))
+        written += plot_suite(records, out / folder, n_bins=n_bins)
+    return written
 
 
 def _write_manifest(suite: Suite, jobs: list[Job], cache: ResultCache) -> None:
