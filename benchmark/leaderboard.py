@@ -68,9 +68,12 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise BenchmarkError(f"{path}: leaderboard file not found")
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BenchmarkError(f"{path}: not a leaderboard CSV ({exc})") from None
+    if "flags" in frame.columns:  # CSV stores "no flags" as an empty field
+        frame["flags"] = frame["flags"].fillna("").astype(str)
+    return frame
 
 
 def higher_is_better(column: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from benchmark.datasets.base import DataInfo
 from benchmark.registry import Entry, Registry, params_model_from_signature
@@ -72,4 +73,11 @@ def build_model(key: str, params: dict[str, Any], info: DataInfo) -> NormalizedM
     backbone = entry.obj(**data, **validated.model_dump())
     model = NormalizedModel(backbone, info.mean, info.std)
     model.randomized = bool(entry.extras.get("randomized", False))
+    if any(isinstance(m, LazyModuleMixin) for m in model.modules()):
+        # Materialize lazy layers now (one dummy pass) so weights can be loaded, copied and
+        # checked like any other model's.
+        was_training = model.training
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, info.in_channels, *info.image_size))
+        model.train(was_training)
     return model

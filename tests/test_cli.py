@@ -18,7 +18,7 @@ def test_models_lists_registered_builders_with_params(capsys):
 
 
 def test_run_then_leaderboard_sorted(tmp_path, write_suite, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "400")  # wide terminal: one row per model
+    monkeypatch.setenv("COLUMNS", "3000")  # wide terminal: one row per model
     path = write_suite(tiny_suite(tmp_path))
     assert main(["run", str(path), "--quiet"]) == 0
     printed = capsys.readouterr().out

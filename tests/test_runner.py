@@ -7,6 +7,7 @@ import pytest
 
 from benchmark.evaluations.clean import CleanEvaluation
 from benchmark.evaluations.predictions import metrics_from_records
+from benchmark.leaderboard import read_leaderboard
 from benchmark.runner import ResultCache, expand_jobs, run_suite
 from benchmark.suite import Suite, load_suite
 from tests.conftest import REPO, tiny_suite
@@ -74,7 +75,7 @@ def test_leaderboard_files_and_records(tmp_path, write_suite):
         "auroc_pct_ci_high",
     ):
         assert f"clean_{metric}" in board.columns and f"clean10_{metric}" in board.columns
-    saved = pd.read_csv(tmp_path / "leaderboard" / "tiny.csv")
+    saved = read_leaderboard(tmp_path / "leaderboard" / "tiny.csv")
     pd.testing.assert_frame_equal(saved, board, check_dtype=False)
     assert (tmp_path / "leaderboard" / "tiny.md").read_text().startswith("# Leaderboard: tiny")
 
