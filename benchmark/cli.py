@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,validate,models,leaderboard}``.
+"""Command line: ``python -m benchmark {run,train,validate,models,leaderboard}``.
 
 User errors (bad suite, missing data, bad checkpoint) print one line to stderr and exit 2;
 tracebacks are reserved for bugs in the harness itself.
@@ -16,6 +16,8 @@ from benchmark.errors import BenchmarkError
 
 EPILOG = """examples:
   python -m benchmark run suites/quickstart.yaml      run a suite, print its leaderboard
+  python -m benchmark train suites/recipes_digits.yaml --model pgd_at
+                                                      train (or reuse) models, evaluate nothing
   python -m benchmark validate suites/cifar10.yaml    check a suite without running it
   python -m benchmark models                          list registered models and parameters
   python -m benchmark leaderboard --sort clean_ece_pct
@@ -38,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="suite YAML file, e.g. suites/quickstart.yaml")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--quiet", action="store_true", help="print only the leaderboard")
+
+    train = commands.add_parser(
+        "train", help="train the suite's models (reusing cached checkpoints); evaluate nothing"
+    )
+    train.add_argument("suite", help="suite YAML file")
+    train.add_argument(
+        "--model", action="append", metavar="NAME", help="only this model (row name); repeatable"
+    )
+    train.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     validate = commands.add_parser("validate", help="check suite files without running them")
     validate.add_argument("suites", nargs="+", help="suite YAML file(s)")
@@ -73,6 +84,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(format_table(summary.leaderboard))
     if not args.quiet:
         print(f"\nwritten: {', '.join(str(p) for p in summary.written)}", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from benchmark.runner import train_suite
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite)
+    for path in train_suite(suite, args.model, progress=not args.no_progress):
+        print(path)
     return 0
 
 
@@ -137,6 +158,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "train": cmd_train,
     "validate": cmd_validate,
     "models": cmd_models,
     "leaderboard": cmd_leaderboard,

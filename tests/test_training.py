@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmark.datasets import load_dataset
-from models.training import TrainingJob, standard, train_or_load
+from models.training import TrainingJob, loop, standard, train_or_load
 from models.training.augment import random_crop, random_flip
 from models.training.standard import StandardParams, learning_rate
 
@@ -61,12 +61,12 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path, digits, mon
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(standard, "accuracy", interrupt_in_second_epoch)
+    monkeypatch.setattr(loop, "accuracy", interrupt_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False)
     state = next((tmp_path / "b").glob("*.state.pt"))
     assert torch.load(state, weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(standard, "accuracy", original)
+    monkeypatch.setattr(loop, "accuracy", original)
     resumed, _ = train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False)
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)

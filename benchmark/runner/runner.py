@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from benchmark.datasets import ArrayDataset, load_dataset
+from benchmark.errors import BenchmarkError
 from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult
 from benchmark.leaderboard import write_leaderboard
 from benchmark.runner.cache import ResultCache
@@ -28,7 +29,7 @@ from benchmark.suite.schema import ModelSpec, Suite
 from benchmark.utils import derive_seed, resolve_device, seed_everything, write_text_atomic
 from models import MODELS, build_model, load_checkpoint
 from models.posthoc import fit_posthoc
-from models.training import train_or_load
+from models.training import checkpoint_path, train_or_load
 
 Logger = Callable[[str], None]
 
@@ -89,6 +90,44 @@ def materialize_model(
         if spec.checkpoint is not None:
             load_checkpoint(model, spec.checkpoint)
     return model.to(device).eval()
+
+
+def train_suite(
+    suite: Suite,
+    names: list[str] | None = None,
+    *,
+    progress: bool = True,
+    log: Logger = _stderr,
+) -> list[Path]:
+    """Train (or find in the cache) the suite's models that have a ``training`` section, or
+    only those named in ``names``; evaluate nothing. Returns the checkpoint paths."""
+    trainable = [m for m in suite.models if m.training is not None]
+    if names:
+        known = {m.row_name: m for m in suite.models}
+        for name in names:
+            if name not in known:
+                raise BenchmarkError(
+                    f"--model: no model named '{name}' in suite '{suite.name}' "
+                    f"(models: {', '.join(known)})"
+                )
+            if known[name].training is None:
+                raise BenchmarkError(f"--model: model '{name}' has no 'training' section")
+        trainable = [m for m in trainable if m.row_name in names]
+    device = resolve_device(suite.device)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    data = _Data(suite)
+    folder = Path(suite.cache_root) / "checkpoints"
+    paths = []
+    log(f"suite '{suite.name}': training {len(trainable)} model(s) on {device}, cache {folder}")
+    for spec in trainable:
+        path = checkpoint_path(training_job(spec, suite), folder)
+        cached = path.is_file()
+        started = time.perf_counter()
+        materialize_model(spec, suite, data, device, progress)
+        how = "cached" if cached else f"trained in {time.perf_counter() - started:.1f}s"
+        log(f"  model {spec.row_name}: {how}")
+        paths.append(path)
+    return paths
 
 
 def run_job(

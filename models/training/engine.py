@@ -48,6 +48,11 @@ class TrainingJob:
         )
 
 
+def checkpoint_path(job: TrainingJob, checkpoint_dir: Path) -> Path:
+    """Where the engine keeps (or will keep) the checkpoint of ``job``."""
+    return checkpoint_dir / f"{job.model_key}-{job.key()}.pt"
+
+
 def train_or_load(
     job: TrainingJob,
     train: ArrayDataset,
@@ -58,7 +63,7 @@ def train_or_load(
 ) -> tuple[NormalizedModel, Path]:
     """Return the trained model for ``job``, training it only if no cached checkpoint exists."""
     key = job.key()
-    checkpoint = checkpoint_dir / f"{job.model_key}-{key}.pt"
+    checkpoint = checkpoint_path(job, checkpoint_dir)
     meta_path = checkpoint.with_suffix(".json")
     torch.manual_seed(derive_seed(job.seed, key, "init"))
     model = build_model(job.model_key, job.model_params, train.info)
@@ -75,6 +80,8 @@ def train_or_load(
         state_path=checkpoint_dir / f"{job.model_key}-{key}.state.pt",
         progress=progress,
         name=f"train {job.model_key}",
+        job=job,
+        checkpoint_dir=checkpoint_dir,
     )
     torch.manual_seed(ctx.seed)
     result = recipe.obj(model, train, val, params, ctx)

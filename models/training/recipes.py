@@ -2,7 +2,7 @@
 
 A recipe is a function ``(model, train, val, params, context) -> history`` plus a pydantic
 parameter model holding the paper's defaults; the suite names it under a model's
-``training:`` section. Later recipes (PGD-AT, TRADES, AdaLS, ...) register the same way.
+``training:`` section. Recipes are built on :class:`models.training.loop.TrainingLoop`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from benchmark.datasets.base import ArrayDataset
 from benchmark.registry import Entry, Registry, StrictParams
+
+if TYPE_CHECKING:
+    from models.training.engine import TrainingJob
 
 
 @dataclass
@@ -27,6 +30,10 @@ class TrainContext:
     state_path: Path  # per-epoch resume state, written atomically by the recipe
     progress: bool = True
     name: str = "train"  # shown on the progress bar
+    # Set by the engine; lets a recipe train a cached twin model of the same architecture
+    # (AR-AdaLS ranks examples on a vanilla model). None when a recipe is called directly.
+    job: TrainingJob | None = None
+    checkpoint_dir: Path | None = None
 
 
 Recipe = Callable[..., dict[str, Any]]
