@@ -6,11 +6,9 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from benchmark.cli import main
-from benchmark.suite import load_registries, load_suite
-from models import MODELS
+from benchmark.suite import load_suite
 from tests.conftest import REPO, tiny_suite
 
 
@@ -145,12 +143,6 @@ def test_valid_suite_validates(tmp_path, write_suite, capsys):
 
 @pytest.mark.parametrize("path", sorted((REPO / "suites").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_suites_validate(path):
-    load_registries()
-    unregistered = sorted(
-        {m["model"] for m in yaml.safe_load(path.read_text())["models"]} - set(MODELS.keys())
-    )
-    if unregistered:  # e.g. zoo models (kap_resnet18, ...) merged from another branch
-        pytest.skip(f"model keys not registered here: {unregistered}")
     assert load_suite(path).name == path.stem
 
 
