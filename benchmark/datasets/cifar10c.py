@@ -76,4 +76,4 @@ def load_cifar10c(
     y = np.asarray(labels[block]).astype(np.int64)
     if y.min(initial=0) < 0 or y.max(initial=0) > 9:
         raise BenchmarkError(f"{labels_path}: labels outside 0..9")
-    return np.ascontiguousarray(images[block]), y
+    return np.array(images[block]), y  # a copy: the file stays memory-mapped read-only

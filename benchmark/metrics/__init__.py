@@ -5,7 +5,16 @@ from benchmark.metrics.classification import accuracy, brier_score, negative_log
 
 # Direction of each leaderboard metric suffix, used to sort "best first".
 HIGHER_IS_BETTER_SUFFIXES = ("acc_pct",)
-LOWER_IS_BETTER_SUFFIXES = ("nll", "ece_pct", "mce_pct", "brier", "asr_pct")
+LOWER_IS_BETTER_SUFFIXES = (
+    "nll",
+    "ece_pct",
+    "mce_pct",
+    "brier",
+    "asr_pct",
+    "error_pct",
+    "mcnll_pct",
+    "mcece_pct",
+)
 
 __all__ = [
     "HIGHER_IS_BETTER_SUFFIXES",

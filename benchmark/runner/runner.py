@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from benchmark.datasets import ArrayDataset, load_dataset
-from benchmark.evaluations import EVALUATIONS, EvalContext
+from benchmark.evaluations import EVALUATIONS, EvalContext, evaluation_name
 from benchmark.leaderboard import write_leaderboard
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.jobs import Job, expand_jobs, model_identity, training_job
@@ -143,6 +143,7 @@ def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> 
 
 def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd.DataFrame:
     rows = []
+    results: dict[str, dict[str, dict]] = {}  # evaluation name -> model row -> summary
     for model_spec in suite.models:
         entry = MODELS.get(model_spec.model)
         row: dict[str, object] = {
@@ -152,11 +153,18 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
         }
         for job in (j for j in jobs if j.model is model_spec):
             result = cache.load_summary(job.key)
+            results.setdefault(job.evaluation_name, {})[model_spec.row_name] = result
             row.setdefault("n_examples", result["extras"].get("n_examples"))
             for metric, value in result["metrics"].items():
                 row[f"{job.evaluation_name}_{metric}"] = value
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for spec in suite.evaluations:  # cross-model columns (e.g. mCE vs a reference model)
+        evaluation = EVALUATIONS.get(spec.type)
+        name = evaluation_name(spec.type, spec.name, spec.params)
+        params = evaluation.params_model.model_validate(spec.params)
+        frame = evaluation.obj.postprocess_leaderboard(frame, name, params, results.get(name, {}))
+    return frame
 
 
 def _write_manifest(suite: Suite, jobs: list[Job], cache: ResultCache) -> None:
