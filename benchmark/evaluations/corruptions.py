@@ -39,7 +39,7 @@ SCORE_COLUMNS = ("mce_pct", "mcnll_pct", "mcece_pct", "relative_mce_pct")
 
 
 class CorruptionParams(StrictParams):
-    corruptions: list[str] | Literal["standard", "extra", "all"] = Field(
+    corruptions: str | list[str] = Field(
         "standard", description="'standard' (15), 'extra' (4), 'all' (19) or a list of names"
     )
     severities: list[int] = Field(default_factory=lambda: list(SEVERITIES), min_length=1)
@@ -66,7 +66,7 @@ class CorruptionParams(StrictParams):
 
     @field_validator("corruptions")
     @classmethod
-    def _known(cls, value: list[str] | str) -> list[str] | str:
+    def _known(cls, value: str | list[str]) -> str | list[str]:
         resolve_corruptions(value)
         return value
 
