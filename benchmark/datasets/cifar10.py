@@ -88,17 +88,20 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_and_extract(root: Path, url: str, md5: str) -> None:
-    """Download the archive to a temp file, check its MD5, extract it safely under ``root``."""
+def download_and_extract(
+    root: Path, url: str, md5: str, *, folder: str = FOLDER, desc: str = "CIFAR-10"
+) -> None:
+    """Download the archive to a temp file, check its MD5, extract it safely under ``root``
+    and move its top-level ``folder`` to ``root / folder``."""
     from tqdm import tqdm
 
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
-        archive = Path(tmp) / "cifar-10-python.tar.gz"
+        archive = Path(tmp) / "archive"
         try:
             with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc="CIFAR-10") as bar:
+                with tqdm(total=total, unit="B", unit_scale=True, desc=desc) as bar:
                     while block := response.read(1 << 20):
                         out.write(block)
                         bar.update(len(block))
@@ -110,10 +113,10 @@ def download_and_extract(root: Path, url: str, md5: str) -> None:
             )
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
-        extracted = Path(tmp) / FOLDER
+        extracted = Path(tmp) / folder
         if not extracted.is_dir():
-            raise BenchmarkError(f"dataset.download: archive from {url} has no {FOLDER}/ folder")
-        shutil.move(str(extracted), root / FOLDER)
+            raise BenchmarkError(f"dataset.download: archive from {url} has no {folder}/ folder")
+        shutil.move(str(extracted), root / folder)
 
 
 def _folder(options: DatasetOptions) -> Path:

@@ -1,6 +1,6 @@
 """Evaluation types: the registry plus built-ins (importing this module registers them)."""
 
-from benchmark.evaluations import adversarial, clean, ranking, sanity
+from benchmark.evaluations import adversarial, clean, corruptions, ranking, sanity
 from benchmark.evaluations.base import (
     EVALUATIONS,
     EvalContext,
@@ -17,6 +17,7 @@ __all__ = [
     "EvaluationResult",
     "adversarial",
     "clean",
+    "corruptions",
     "evaluation_name",
     "ranking",
     "register_evaluation",

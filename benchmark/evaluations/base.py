@@ -45,6 +45,9 @@ class Evaluation(ABC):
     """Base class; subclasses set ``Params`` and implement :meth:`run`."""
 
     version: ClassVar[str] = "1"
+    # Parameters that cannot change the numbers of a job (e.g. the reference model of a
+    # leaderboard-level score, a cache location): left out of the job's cache key.
+    key_excluded_params: ClassVar[frozenset[str]] = frozenset()
 
     class Params(StrictParams):
         pass
@@ -60,6 +63,20 @@ class Evaluation(ABC):
     @abstractmethod
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         """Evaluate ``model`` (already in eval mode, on ``ctx.device``) on ``data``."""
+
+    @classmethod
+    def postprocess_leaderboard(
+        cls,
+        frame: pd.DataFrame,
+        name: str,
+        params: StrictParams,
+        results: dict[str, dict[str, Any]],
+    ) -> pd.DataFrame:
+        """Add columns that need several models at once (e.g. scores relative to a reference
+        model). Called once per evaluation of the suite after the leaderboard rows are built;
+        ``name`` is the column prefix, ``results`` maps each row name to that model's cached
+        result summary (``metrics`` and ``extras``). Default: the frame unchanged."""
+        return frame
 
 
 EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation type")

@@ -24,7 +24,18 @@ from benchmark.metrics.failure import (
 # Direction of each leaderboard metric suffix, used to sort "best first". A confidence-interval
 # column ``<metric>_ci_low`` / ``<metric>_ci_high`` sorts like its metric.
 _HIGHER = ("acc_pct", "auroc_pct", "aupr_success_pct", "aupr_error_pct")
-_LOWER = ("nll", "brier", "ece_pct", "mce_pct", "fpr95_pct", "aurc_x1000", "asr_pct")
+_LOWER = (
+    "nll",
+    "brier",
+    "ece_pct",
+    "mce_pct",
+    "fpr95_pct",
+    "aurc_x1000",
+    "asr_pct",
+    "error_pct",
+    "mcnll_pct",
+    "mcece_pct",
+)
 _CI = ("", "_ci_low", "_ci_high")
 HIGHER_IS_BETTER_SUFFIXES = tuple(s + ci for s in _HIGHER for ci in _CI)
 LOWER_IS_BETTER_SUFFIXES = tuple(s + ci for s in _LOWER for ci in _CI)

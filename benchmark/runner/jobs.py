@@ -51,10 +51,11 @@ def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
 
 def evaluation_identity(spec: EvaluationSpec) -> dict[str, Any]:
     entry = EVALUATIONS.get(spec.type)
+    excluded = set(getattr(entry.obj, "key_excluded_params", ()))
     return {
         "type": spec.type,
         "version": entry.extras["version"],
-        "params": entry.params_model.model_validate(spec.params).model_dump(),
+        "params": entry.params_model.model_validate(spec.params).model_dump(exclude=excluded),
     }
 
 

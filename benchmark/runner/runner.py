@@ -21,7 +21,7 @@ from torch import nn
 
 from benchmark.datasets import ArrayDataset, load_dataset
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult
+from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult, evaluation_name
 from benchmark.leaderboard import write_leaderboard
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.jobs import Job, expand_jobs, model_identity, training_job
@@ -208,6 +208,7 @@ def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> 
 
 def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd.DataFrame:
     rows = []
+    results: dict[str, dict[str, dict]] = {}  # evaluation name -> model row -> summary
     for model_spec in suite.models:
         entry = MODELS.get(model_spec.model)
         for row_name in model_spec.row_names():
@@ -220,13 +221,20 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
             flags: set[str] = set()
             for job in (j for j in jobs if j.row_name == row_name):
                 result = cache.load_summary(job.key)
+                results.setdefault(job.evaluation_name, {})[row_name] = result
                 flags.update(result["extras"].get("flags", []))
                 row["flags"] = ",".join(sorted(flags))
                 row.setdefault("n_examples", result["extras"].get("n_examples"))
                 for metric, value in result["metrics"].items():
                     row[f"{job.evaluation_name}_{metric}"] = value
             rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for spec in suite.evaluations:  # cross-model columns (e.g. mCE vs a reference model)
+        evaluation = EVALUATIONS.get(spec.type)
+        name = evaluation_name(spec.type, spec.name, spec.params)
+        params = evaluation.params_model.model_validate(spec.params)
+        frame = evaluation.obj.postprocess_leaderboard(frame, name, params, results.get(name, {}))
+    return frame
 
 
 def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:
