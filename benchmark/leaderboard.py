@@ -72,7 +72,7 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BenchmarkError(f"{path}: not a leaderboard CSV ({exc})") from None
     if "flags" in frame.columns:  # CSV stores "no flags" as an empty field
-        frame["flags"] = frame["flags"].fillna("").astype(str)
+        frame["flags"] = frame["flags"].astype(object).fillna("").astype(str)
     return frame
 
 
