@@ -58,9 +58,25 @@ class NormalizedModel(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.randomized = False
+        self.channels_last = False
+
+    def use_channels_last(self) -> NormalizedModel:
+        """Store convolution weights NHWC and feed the backbone NHWC inputs.
+
+        Both are needed: with NHWC weights but NCHW inputs every convolution converts formats
+        and runs slower than plain NCHW (measured in benchmarks/attacks.py); with both it runs
+        oneDNN's / cuDNN's faster NHWC kernels. Attacks keep handing NCHW tensors in, so the
+        conversion happens here, once per forward pass, on the input only.
+        """
+        self.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone((x - self.mean) / self.std)
+        x = (x - self.mean) / self.std
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
 
 
 def build_model(key: str, params: dict[str, Any], info: DataInfo) -> NormalizedModel:

@@ -4,13 +4,18 @@ robustness-ranking evaluation's bins (AR-AdaLS Figure 1)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import spearmanr
 
 from benchmark.attacks.minimal import CWConfig, DDNConfig, carlini_wagner_l2, ddn_l2
+from benchmark.errors import BenchmarkError
 from benchmark.evaluations import EVALUATIONS, EvalContext
 from benchmark.evaluations.ranking import robustness_bins
+from benchmark.runner import ResultCache, expand_jobs, run_suite
+from benchmark.suite import load_suite
+from tests.conftest import tiny_suite
 
 CPU = torch.device("cpu")
 
@@ -88,3 +93,63 @@ def test_ranking_evaluation_bins_and_invariants(trained, method):
     assert bins[0]["mean_confidence_pct"] < bins[-1]["mean_confidence_pct"]
     assert result.artifacts["bins.png"].startswith(b"\x89PNG")
     assert result.artifacts["bins.csv"].decode().startswith("bin,count,")
+
+
+def replica_suite(tmp_path, seeds):
+    recipe = {"epochs": 1, "batch_size": 64, "optimizer": "adam", "lr": 0.01}
+    models = [
+        {
+            "name": f"cnn_s{seed}",
+            "model": "small_cnn",
+            "params": {"width": 0.25},
+            "training": {"recipe": "standard", "params": recipe, "seed": seed},
+        }
+        for seed in seeds
+    ]
+    ranking = {
+        "type": "robustness_ranking",
+        "name": "rank",
+        "params": {
+            "method": "ddn",
+            "n_bins": 3,
+            "ddn_steps": 20,
+            "replica_groups": {"cnn": [m["name"] for m in models]},
+        },
+    }
+    return tiny_suite(tmp_path, models=models, evaluations=[ranking])
+
+
+def test_replica_groups_add_per_bin_variance_across_seeds(tmp_path, write_suite):
+    suite = load_suite(write_suite(replica_suite(tmp_path, [0, 1])))
+    summary = run_suite(suite, progress=False, log=lambda message: None)
+    board = summary.leaderboard.set_index("model")
+    jobs = {j.row_name: j.key for j in expand_jobs(suite, "cpu")}
+    cache = ResultCache(suite.cache_root)
+    records = {row: cache.load_records(key) for row, key in jobs.items()}
+    # independent recomputation: true-class probability per run, population variance per example
+    probs = np.stack(
+        [
+            r[[f"prob_{k}" for k in range(10)]].to_numpy()[np.arange(60), r["label"]]
+            for r in records.values()
+        ]
+    )
+    variance = probs.var(axis=0)
+    assert variance.mean() > 0, "different training seeds must give different models"
+    for row, frame in records.items():
+        least = variance[frame["bin"].to_numpy() == 0].mean()
+        most = variance[frame["bin"].to_numpy() == 2].mean()
+        assert board.loc[row, "rank_var_least_robust_bin"] == pytest.approx(least)
+        assert board.loc[row, "rank_var_most_robust_bin"] == pytest.approx(most)
+    table = pd.read_csv(tmp_path / "run" / "plots" / "rank" / "variance_cnn.csv")
+    assert len(table) == 2 * 3 and set(table["members"]) == {2}
+    assert (tmp_path / "run" / "plots" / "rank" / "variance_cnn.png").stat().st_size > 0
+
+
+def test_replica_groups_name_rows_of_the_suite(tmp_path, write_suite):
+    content = replica_suite(tmp_path, [0, 1])
+    content["evaluations"][0]["params"]["replica_groups"] = {"cnn": ["cnn_s0", "nope"]}
+    with pytest.raises(BenchmarkError, match=r"replica_groups\.cnn: no model row 'nope'"):
+        load_suite(write_suite(content))
+    content["evaluations"][0]["params"]["replica_groups"] = {"cnn": ["cnn_s0"]}
+    with pytest.raises(BenchmarkError, match="at least two distinct model rows"):
+        load_suite(write_suite(content))

@@ -192,3 +192,14 @@ def test_unknown_posthoc_method_is_a_suite_error(tmp_path, write_suite, capsys):
     assert main(["validate", str(write_suite(suite))]) == 2
     err = capsys.readouterr().err
     assert "models[0].posthoc[0].method: unknown post-hoc method 'platt'" in err
+
+
+def test_channels_last_changes_keys_not_numbers(tmp_path, write_suite):
+    plain = make_suite(tmp_path, write_suite)
+    nhwc = load_suite(write_suite(tiny_suite(tmp_path, channels_last=True), "nhwc.yaml"))
+    assert not {j.key for j in expand_jobs(plain, "cpu")} & {
+        j.key for j in expand_jobs(nhwc, "cpu")
+    }
+    boards = [run_suite(s, progress=False, log=quiet).leaderboard for s in (plain, nhwc)]
+    numeric = boards[0].select_dtypes("number").columns
+    pd.testing.assert_frame_equal(boards[0][numeric], boards[1][numeric], rtol=1e-4)

@@ -102,3 +102,24 @@ def test_bad_variant_parameters_are_one_line_errors():
         with pytest.raises(BenchmarkError) as info:
             build_model(key, params, CIFAR10_INFO)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("key", [k for k in BUILT_IN if not MODELS.get(k).extras.get("randomized")])
+def test_channels_last_gives_the_same_outputs_and_input_gradients(key):
+    """The runner's ``channels_last`` option must not change what any builder computes."""
+    info = DIGITS_INFO
+    torch.manual_seed(0)
+    model = build_model(key, narrow(key), info).eval()
+    converted = build_model(key, narrow(key), info).eval()
+    converted.load_state_dict(model.state_dict())
+    converted.use_channels_last()
+    x = torch.rand(6, info.in_channels, *info.image_size)
+    outputs, grads = [], []
+    for net in (model, converted):
+        xg = x.clone().requires_grad_(True)
+        logits = net(xg)
+        (grad,) = torch.autograd.grad(logits.logsumexp(1).sum(), xg)
+        outputs.append(logits.detach())
+        grads.append(grad)
+    assert torch.allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-6)

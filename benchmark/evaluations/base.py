@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -65,18 +66,44 @@ class Evaluation(ABC):
         """Evaluate ``model`` (already in eval mode, on ``ctx.device``) on ``data``."""
 
     @classmethod
+    def check_rows(cls, params: StrictParams, rows: list[str]) -> list[str]:
+        """Problems with parameters that name model rows of the suite (``rows``), as
+        ``params.<field>: ...`` lines; checked when the suite is loaded, before any work."""
+        return []
+
+    @classmethod
     def postprocess_leaderboard(
         cls,
         frame: pd.DataFrame,
         name: str,
         params: StrictParams,
         results: dict[str, dict[str, Any]],
+        records: Callable[[str], pd.DataFrame],
     ) -> pd.DataFrame:
         """Add columns that need several models at once (e.g. scores relative to a reference
         model). Called once per evaluation of the suite after the leaderboard rows are built;
         ``name`` is the column prefix, ``results`` maps each row name to that model's cached
-        result summary (``metrics`` and ``extras``). Default: the frame unchanged."""
+        result summary (``metrics`` and ``extras``) and ``records(row)`` loads that row's
+        per-example records. Default: the frame unchanged."""
         return frame
+
+    @classmethod
+    def suite_plots(
+        cls,
+        name: str,
+        params: StrictParams,
+        records_by_row: dict[str, pd.DataFrame],
+        out_dir: Path,
+    ) -> list[Path]:
+        """Figures and tables across the suite's models for this evaluation, written under
+        ``out_dir``; returns the paths. Default: reliability diagrams, confidence histograms
+        and risk-coverage curves when the records carry probabilities (``prob_<k>``)."""
+        if not records_by_row or not all("prob_0" in r.columns for r in records_by_row.values()):
+            return []
+        from benchmark.plots import plot_suite  # matplotlib only when plotting
+
+        n_bins = int(getattr(params, "n_bins", 15))
+        return plot_suite(records_by_row, out_dir, n_bins=n_bins)
 
 
 EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation type")

@@ -10,7 +10,7 @@ choice, the same for every corruption and severity (paired comparisons).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
@@ -176,12 +176,20 @@ class CorruptionsEvaluation(Evaluation):
         return EvaluationResult(summary, records, extras)
 
     @classmethod
+    def check_rows(cls, params: StrictParams, rows: list[str]) -> list[str]:
+        reference = params.reference_model  # type: ignore[attr-defined]
+        if reference is None or reference in rows:
+            return []
+        return [f"params.reference_model: no model row '{reference}' in this suite"]
+
+    @classmethod
     def postprocess_leaderboard(
         cls,
         frame: pd.DataFrame,
         name: str,
         params: StrictParams,
         results: dict[str, dict[str, Any]],
+        records: Callable[[str], pd.DataFrame],
     ) -> pd.DataFrame:
         """mCE, mCNLL, mCECE and relative mCE (percent) against ``reference_model``."""
         reference = params.reference_model  # type: ignore[attr-defined]

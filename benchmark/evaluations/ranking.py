@@ -15,27 +15,35 @@ from __future__ import annotations
 import io
 import math
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from tqdm import tqdm
 
 from benchmark.attacks.minimal import CWConfig, DDNConfig, carlini_wagner_l2, ddn_l2
 from benchmark.attacks.threat import perturbation_norm
 from benchmark.datasets.base import ArrayDataset
+from benchmark.errors import BenchmarkError
 from benchmark.evaluations.base import (
     EvalContext,
     Evaluation,
     EvaluationResult,
     register_evaluation,
 )
-from benchmark.evaluations.predictions import predict_probs, prediction_records
+from benchmark.evaluations.predictions import (
+    predict_probs,
+    prediction_records,
+    probabilities_from_records,
+)
 from benchmark.metrics import expected_calibration_error
 from benchmark.registry import StrictParams
+from benchmark.utils import atomic_path
 
 
 class RankingParams(StrictParams):
@@ -55,6 +63,21 @@ class RankingParams(StrictParams):
     ddn_steps: int = Field(100, ge=1)
     ddn_init_norm: float = Field(1.0, gt=0)
     ddn_gamma: float = Field(0.05, gt=0, lt=1)
+    # AR-AdaLS Figure 1, bottom row: stability across independent runs of one model
+    replica_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="group name -> rows of this suite that are independent runs (seeds or "
+        "checkpoints) of one model; adds the per-bin variance of the true-class probability "
+        "across them",
+    )
+
+    @field_validator("replica_groups")
+    @classmethod
+    def _at_least_two(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        for group, rows in groups.items():
+            if len(set(rows)) < 2:
+                raise ValueError(f"group '{group}' needs at least two distinct model rows")
+        return groups
 
 
 def minimal_distances(
@@ -151,12 +174,143 @@ def plot_bins(table: pd.DataFrame, title: str) -> bytes:
     return buffer.getvalue()
 
 
+def true_class_probability(records: pd.DataFrame) -> np.ndarray:
+    probs = probabilities_from_records(records)
+    return probs[np.arange(len(probs)), records["label"].to_numpy()]
+
+
+def replica_variance(
+    group: str, member_records: dict[str, pd.DataFrame], n_bins: int
+) -> pd.DataFrame:
+    """Per robustness bin of each member, the mean over its examples of the variance of the
+    true-class probability across the M members (sigma^2 = 1/M sum_m (p_m - mean p)^2, the
+    AR-AdaLS paper's stability measure). Rows: one per (member, bin)."""
+    indices = [r["index"].to_numpy() for r in member_records.values()]
+    if any(not np.array_equal(indices[0], other) for other in indices[1:]):
+        raise BenchmarkError(
+            f"replica group '{group}': its rows were ranked on different examples; give them "
+            "the same dataset and n_examples"
+        )
+    probs = np.stack([true_class_probability(r) for r in member_records.values()])
+    variance = probs.var(axis=0)  # population variance over members, per example
+    rows = []
+    for member, records in member_records.items():
+        bins = records["bin"].to_numpy()
+        for b in range(n_bins):
+            chosen = variance[bins == b]
+            rows.append(
+                {
+                    "group": group,
+                    "model": member,
+                    "members": len(member_records),
+                    "bin": b,
+                    "variance": float(chosen.mean()) if len(chosen) else math.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def plot_variance(table: pd.DataFrame, title: str) -> bytes:
+    """Variance of the true-class probability vs robustness bin, one line per member's
+    ranking, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(5, 3.5))
+    for member, part in table.groupby("model", sort=False):
+        axis.plot(part["bin"], part["variance"], "o-", label=f"ranked by {member}")
+    axis.set(xlabel="robustness bin (0 = least robust)", ylabel="variance", title=title)
+    axis.legend(fontsize="small")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 @register_evaluation(
     "robustness_ranking", "minimal L2 distance per example (CW/DDN); calibration per robustness bin"
 )
 class RobustnessRanking(Evaluation):
     version: ClassVar[str] = "1"
+    # Grouping rows is a leaderboard-level analysis: it does not change any job's numbers.
+    key_excluded_params: ClassVar[frozenset[str]] = frozenset({"replica_groups"})
     Params = RankingParams
+
+    @classmethod
+    def check_rows(cls, params: StrictParams, rows: list[str]) -> list[str]:
+        groups = params.replica_groups  # type: ignore[attr-defined]
+        return [
+            f"params.replica_groups.{group}: no model row '{member}' in this suite "
+            f"(rows: {', '.join(rows)})"
+            for group, members in groups.items()
+            for member in members
+            if member not in rows
+        ]
+
+    @classmethod
+    def _variance_tables(
+        cls, name: str, params: RankingParams, records: Callable[[str], pd.DataFrame], rows
+    ) -> list[pd.DataFrame]:
+        tables = []
+        for group, members in params.replica_groups.items():
+            missing = [m for m in members if m not in rows]
+            if missing:
+                raise BenchmarkError(
+                    f"evaluation '{name}': params.replica_groups.{group}: no model row "
+                    f"{', '.join(map(repr, missing))} in this suite (rows: {', '.join(rows)})"
+                )
+            member_records = {m: records(m) for m in dict.fromkeys(members)}
+            tables.append(replica_variance(group, member_records, params.n_bins))
+        return tables
+
+    @classmethod
+    def postprocess_leaderboard(
+        cls,
+        frame: pd.DataFrame,
+        name: str,
+        params: StrictParams,
+        results: dict[str, dict],
+        records: Callable[[str], pd.DataFrame],
+    ) -> pd.DataFrame:
+        """Variance across replicas in the least and the most robust bin, per member row."""
+        p: RankingParams = params  # type: ignore[assignment]
+        frame = frame.copy()
+        for table in cls._variance_tables(name, p, records, list(results)):
+            for member, part in table.groupby("model", sort=False):
+                where = frame["model"] == member
+                frame.loc[where, f"{name}_var_least_robust_bin"] = part["variance"].iloc[0]
+                frame.loc[where, f"{name}_var_most_robust_bin"] = part["variance"].iloc[-1]
+        return frame
+
+    @classmethod
+    def suite_plots(
+        cls,
+        name: str,
+        params: StrictParams,
+        records_by_row: dict[str, pd.DataFrame],
+        out_dir: Path,
+    ) -> list[Path]:
+        """The default calibration plots, plus per replica group the variance-by-bin table
+        (``variance_<group>.csv``) and plot (``variance_<group>.png``)."""
+        written = super().suite_plots(name, params, records_by_row, out_dir)
+        p: RankingParams = params  # type: ignore[assignment]
+        for table in cls._variance_tables(
+            name, p, records_by_row.__getitem__, list(records_by_row)
+        ):
+            group = table["group"].iloc[0]
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for suffix, payload in (
+                ("csv", table.to_csv(index=False).encode()),
+                ("png", plot_variance(table, f"{group}: {table['members'].iloc[0]} runs")),
+            ):
+                path = out_dir / f"variance_{group}.{suffix}"
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(payload)
+                written.append(path)
+        return written
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p: RankingParams = self.params  # type: ignore[assignment]

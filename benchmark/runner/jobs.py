@@ -31,7 +31,7 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
             "train": "train",
             "val": "val" if spec.training.validation else None,
         },
-        seed=suite.seed,
+        seed=suite.seed if spec.training.seed is None else spec.training.seed,
     )
 
 
@@ -86,6 +86,9 @@ class Job:
     evaluation: EvaluationSpec
     key: str
     evaluation_name: str  # leaderboard column prefix
+    # What the job's random numbers are derived from: the key without settings that change
+    # only float rounding (channels_last), so such a setting does not also change the draws.
+    seed_key: str = ""
 
     @property
     def label(self) -> str:
@@ -103,15 +106,20 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
             if posthoc is not None:
                 identity["posthoc"] = posthoc_identity(posthoc)
             for evaluation in suite.evaluations:
-                key = stable_hash(
-                    {
-                        "model": identity,
-                        "evaluation": evaluation_identity(evaluation),
-                        "data": data,
-                        "seed": suite.seed,
-                        "device": device_type,
-                    }
+                identity_of_numbers = {
+                    "model": identity,
+                    "evaluation": evaluation_identity(evaluation),
+                    "data": data,
+                    "seed": suite.seed,
+                    "device": device_type,
+                }
+                seed_key = stable_hash(identity_of_numbers)
+                # channels_last only when set, so that suites without it keep their keys
+                key = (
+                    stable_hash({**identity_of_numbers, "channels_last": True})
+                    if suite.channels_last
+                    else seed_key
                 )
                 name = evaluation_name(evaluation.type, evaluation.name, evaluation.params)
-                jobs.append(Job(model, posthoc, row_name, evaluation, key, name))
+                jobs.append(Job(model, posthoc, row_name, evaluation, key, name, seed_key))
     return jobs

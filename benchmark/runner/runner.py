@@ -27,7 +27,7 @@ from benchmark.runner.cache import ResultCache
 from benchmark.runner.jobs import Job, expand_jobs, model_identity, training_job
 from benchmark.suite.schema import ModelSpec, Suite
 from benchmark.utils import derive_seed, resolve_device, seed_everything, write_text_atomic
-from models import MODELS, build_model, load_checkpoint
+from models import MODELS, NormalizedModel, build_model, load_checkpoint
 from models.posthoc import fit_posthoc
 from models.training import checkpoint_path, train_or_load
 
@@ -89,7 +89,10 @@ def materialize_model(
         model = build_model(spec.model, spec.params, info)
         if spec.checkpoint is not None:
             load_checkpoint(model, spec.checkpoint)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if suite.channels_last and isinstance(model, NormalizedModel):
+        model.use_channels_last()
+    return model
 
 
 def train_suite(
@@ -141,7 +144,7 @@ def run_job(
     """Run one (model, evaluation) job with its own seed, the model in eval mode."""
     entry = EVALUATIONS.get(job.evaluation.type)
     evaluation = entry.obj(entry.params_model.model_validate(job.evaluation.params))
-    seed = derive_seed(suite.seed, job.key)
+    seed = derive_seed(suite.seed, job.seed_key or job.key)
     seed_everything(seed)
     ctx = EvalContext(device=device, batch_size=suite.batch_size, seed=seed, progress=progress)
     model.eval()
@@ -182,7 +185,7 @@ def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> 
             model = base
             posthoc = pending[0].posthoc
             if posthoc is not None:
-                seed = derive_seed(suite.seed, pending[0].key, "posthoc")
+                seed = derive_seed(suite.seed, pending[0].seed_key or pending[0].key, "posthoc")
                 model = fit_posthoc(posthoc.method, base, data.split("val"), posthoc.params, seed)
                 model = model.to(device).eval()
             log(f"  model {row_name}: ready in {time.perf_counter() - started:.1f}s")
@@ -233,24 +236,30 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
         evaluation = EVALUATIONS.get(spec.type)
         name = evaluation_name(spec.type, spec.name, spec.params)
         params = evaluation.params_model.model_validate(spec.params)
-        frame = evaluation.obj.postprocess_leaderboard(frame, name, params, results.get(name, {}))
+        keys = {j.row_name: j.key for j in jobs if j.evaluation is spec}
+        frame = evaluation.obj.postprocess_leaderboard(
+            frame,
+            name,
+            params,
+            results.get(name, {}),
+            lambda row, keys=keys: cache.load_records(keys[row]),
+        )
     return frame
 
 
 def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:
-    """Reliability diagrams, confidence histograms and risk-coverage curves per evaluation
-    whose records carry probabilities (clean and adversarial), under ``<run_dir>/plots``."""
-    from benchmark.plots import plot_suite  # matplotlib only when plotting
-
+    """Each evaluation's cross-model figures (:meth:`Evaluation.suite_plots`: reliability
+    diagrams, robustness-bin variance, ...) under ``<run_dir>/plots/<evaluation>``."""
     written: list[Path] = []
-    for evaluation in suite.evaluations:
-        own = [j for j in jobs if j.evaluation is evaluation]
-        records = {j.row_name: cache.load_records(j.key) for j in own}
-        if not all("prob_0" in r.columns for r in records.values()):
+    for spec in suite.evaluations:
+        own = [j for j in jobs if j.evaluation is spec]
+        if not own:
             continue
-        folder = own[0].evaluation_name.replace("/", "_")
-        n_bins = int(evaluation.params.get("n_bins", 15))
-        written += plot_suite(records, out / folder, n_bins=n_bins)
+        evaluation = EVALUATIONS.get(spec.type)
+        params = evaluation.params_model.model_validate(spec.params)
+        records = {j.row_name: cache.load_records(j.key) for j in own}
+        folder = out / own[0].evaluation_name.replace("/", "_")
+        written += evaluation.obj.suite_plots(own[0].evaluation_name, params, records, folder)
     return written
 
 

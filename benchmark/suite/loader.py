@@ -119,6 +119,13 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
         else:
             errors += _check_params(EVALUATIONS, spec.type, spec.params, f"{field}.params", source)
     if not errors:
+        rows = [row for spec in suite.models for row in spec.row_names()]
+        for i, spec in enumerate(suite.evaluations):
+            entry = EVALUATIONS.get(spec.type)
+            params = entry.params_model.model_validate(spec.params)
+            errors += [
+                f"{source}: evaluations[{i}].{line}" for line in entry.obj.check_rows(params, rows)
+            ]
         names = [evaluation_name(e.type, e.name, e.params) for e in suite.evaluations]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

@@ -32,6 +32,11 @@ class TrainingSpec(_Strict):
     recipe: str = Field(description="registered training recipe, e.g. 'standard'")
     params: dict[str, Any] = Field(default_factory=dict)
     validation: bool = Field(True, description="track accuracy on the dataset's 'val' split")
+    seed: int | None = Field(
+        None,
+        description="training seed (default: the suite's); distinct seeds give independent "
+        "runs of one model, e.g. for robustness_ranking's replica_groups",
+    )
 
 
 class PosthocSpec(_Strict):
@@ -91,6 +96,11 @@ class Suite(_Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(256, ge=1)
+    channels_last: bool = Field(
+        False,
+        description="evaluate with NHWC weights and inputs: faster convolutions on CPU/GPU, "
+        "numbers equal up to float rounding (part of the cache key)",
+    )
     dataset: DatasetSpec
     models: list[ModelSpec] = Field(min_length=1)
     evaluations: list[EvaluationSpec] = Field(min_length=1)
