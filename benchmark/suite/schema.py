@@ -100,6 +100,11 @@ class Suite(_Strict):
     )
     leaderboard_dir: str = "leaderboard"
     plugins: list[str] = Field(default_factory=list, description="modules that register extras")
+    sanity: bool = Field(
+        True,
+        description="add a 'sanity' evaluation (gradient-masking checks) when the suite has "
+        "an adversarial evaluation and lists no 'sanity' itself",
+    )
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Suite:
