@@ -192,8 +192,8 @@ def randomized_without_eot(inputs: TrustInputs) -> list[Finding]:
     findings = []
     for view in inputs.views:
         eot = getattr(view.params, "eot_samples", None)
-        if not view.adversarial or eot is None or eot > 1:
-            continue
+        if not view.adversarial or eot is None or eot > 1 or view.kind == "black-box":
+            continue  # a score-based attack uses no gradients: EOT does not apply
         for row, result in sorted(view.results.items()):
             if inputs.randomized.get(row) or result["extras"].get("randomized"):
                 numbers = {"eot_samples": eot, "n_samples": getattr(view.params, "n_samples", None)}
