@@ -240,3 +240,28 @@ def add_flags(frame: pd.DataFrame, findings: list[Finding]) -> pd.DataFrame:
         merged.append(",".join(sorted(flags)))
     frame["flags"] = merged
     return frame
+
+
+def format_findings(findings: list[Finding]) -> str:
+    """Terminal text: per model, each flag with where it came from, why it matters and the
+    numbers behind it."""
+    if not findings:
+        return "no flags raised"
+    lines: list[str] = []
+    for model in sorted({f.model for f in findings}):
+        own = [f for f in findings if f.model == model]
+        lines.append(f"{model}: {', '.join(sorted({f.flag for f in own}))}")
+        for finding in own:
+            lines.append(f"  {finding.flag} (from {finding.source})")
+            lines.append(f"    {finding.explanation}")
+            for key, value in finding.numbers.items():
+                lines.append(f"    {key}: {_short(value)}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_short(v)}" for k, v in value.items())
+    return str(value)
