@@ -96,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--bootstrap", type=int, default=1000, help="paired resamples for ECE/AUROC (1000)"
     )
     compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+    export = commands.add_parser(
+        "export", help="write a run's leaderboard as RobustBench JSON entries"
+    )
+    export.add_argument("suite", help="suite YAML file (its leaderboard CSV must exist)")
+    export.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default <leaderboard_dir>/robustbench)",
+    )
     return parser
 
 
@@ -224,6 +234,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import read_leaderboard
+    from benchmark.robustbench import export_entries
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite)
+    frame = read_leaderboard(Path(suite.leaderboard_dir) / f"{suite.name}.csv")
+    out = args.out or str(Path(suite.leaderboard_dir) / "robustbench")
+    written = export_entries(suite, frame, out)
+    if not written:
+        raise BenchmarkError(
+            f"{args.suite}: nothing to export: no row has a standard AutoAttack or standard "
+            "corruptions accuracy"
+        )
+    for path in written:
+        print(path)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "train": cmd_train,
@@ -232,6 +261,7 @@ COMMANDS = {
     "leaderboard": cmd_leaderboard,
     "check": cmd_check,
     "compare": cmd_compare,
+    "export": cmd_export,
 }
 
 

@@ -296,7 +296,12 @@ def collect(
     randomized = dict(zip(frame["model"], frame["randomized"], strict=True))
     inputs = TrustInputs(views, {str(k): bool(v) for k, v in randomized.items()})
     findings = run_checks(inputs)
-    return add_flags(frame, findings), findings, inputs
+    frame = add_flags(frame, findings)
+    if suite.references:  # published numbers (RobustBench JSON) as reference rows
+        from benchmark.robustbench import reference_rows
+
+        frame = reference_rows(suite, frame, suite.references)
+    return frame, findings, inputs
 
 
 def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:

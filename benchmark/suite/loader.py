@@ -118,6 +118,9 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             errors.append(unknown(EVALUATIONS, spec.type, f"{field}.type"))
         else:
             errors += _check_params(EVALUATIONS, spec.type, spec.params, f"{field}.params", source)
+    for i, reference in enumerate(suite.references):
+        if not Path(reference).exists():
+            errors.append(f"{source}: references[{i}]: file or folder not found: {reference}")
     if not errors:
         names = [evaluation_name(e.type, e.name, e.params) for e in suite.evaluations]
         duplicates = sorted({n for n in names if names.count(n) > 1})
