@@ -82,7 +82,7 @@ def masked_run(tmp_path_factory, trained):
     loaded = load_suite(path)
     assert [e.type for e in loaded.evaluations][-1] == "sanity"
     summary = run_suite(loaded, progress=False, log=lambda _m: None)
-    return loaded, summary
+    return loaded, summary, path
 
 
 def _flags(summary, model: str) -> set[str]:
@@ -91,7 +91,7 @@ def _flags(summary, model: str) -> set[str]:
 
 
 def test_normally_trained_model_raises_no_flag(masked_run):
-    _, summary = masked_run
+    _, summary, _ = masked_run
     assert _flags(summary, "normal") == set(), [
         f.as_dict() for f in summary.findings if f.model == "normal"
     ]
@@ -100,7 +100,7 @@ def test_normally_trained_model_raises_no_flag(masked_run):
 
 
 def test_quantized_model_raises_gradient_masking_flags(masked_run):
-    _, summary = masked_run
+    _, summary, _ = masked_run
     flags = _flags(summary, "quantized")
     assert {"degenerate_gradients", "whitebox_weaker_than_blackbox"} <= flags, flags
     (finding,) = [
@@ -115,7 +115,7 @@ def test_quantized_model_raises_gradient_masking_flags(masked_run):
 
 
 def test_noisy_models_raise_randomness_flags(masked_run):
-    _, summary = masked_run
+    _, summary, _ = masked_run
     assert "undeclared_randomness" in _flags(summary, "noisy")
     declared = _flags(summary, "noisy_declared")
     assert "randomized_without_eot" in declared and "undeclared_randomness" not in declared
@@ -128,7 +128,7 @@ def test_noisy_models_raise_randomness_flags(masked_run):
 
 
 def test_findings_are_saved_with_numbers_and_explanations(masked_run):
-    suite, summary = masked_run
+    suite, summary, _ = masked_run
     saved = json.loads(
         (tmp := __import__("pathlib").Path(suite.run_dir) / "checks.json").read_text()
     )
@@ -137,6 +137,34 @@ def test_findings_are_saved_with_numbers_and_explanations(masked_run):
     for finding in saved:
         assert finding["explanation"] == FLAG_EXPLANATIONS[finding["flag"]]
         assert finding["numbers"], finding
+
+
+def test_check_command_prints_flags_with_explanations(masked_run, capsys):
+    from benchmark.cli import main
+
+    *_, path = masked_run
+    assert main(["check", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "quantized: " in out and "degenerate_gradients (from sanity)" in out
+    assert "gradient masking" in out and "zero_pct: " in out
+    assert "normal:" not in out  # a model without flags is not listed
+    assert main(["check", str(path), "--no-progress", "--strict"]) == 1
+
+
+def test_check_runs_only_the_missing_sanity_jobs(tmp_path, write_suite, capsys):
+    from benchmark.cli import main
+    from tests.conftest import tiny_suite
+
+    suite = tiny_suite(tmp_path, sanity=False)
+    suite["evaluations"] = [{"type": "fgsm", "params": {"eps": 0.1}}]
+    path = write_suite(suite)
+    assert main(["check", str(path), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "not yet run" in captured.err and "cnn x fgsm_linf_0.1" in captured.err
+    assert "cnn x sanity" in captured.err  # ran (the suite itself has no sanity evaluation)
+    results = list((tmp_path / "run" / "cache" / "results").iterdir())
+    assert len(results) == 2  # one sanity job per model, no attack job
+    assert not (tmp_path / "leaderboard").exists()  # check writes no leaderboard
 
 
 # --- each cross-evaluation check on hand-made results ----------------------------------
