@@ -134,3 +134,40 @@ def test_compare_reports_bad_input_in_one_line(quickstart_like_run, tmp_path, ca
     assert len(err) == 1 and "no model 'nope'" in err[0]
     assert main(["compare", str(tmp_path / "missing"), "a", "b"]) == 2
     assert "no run manifest" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_on_the_quickstart_models(tmp_path, capsys):
+    """The real quickstart suite (about 1.5 min on 2 idle cores): small_cnn vs resnet20_w0.5."""
+    import yaml
+
+    from benchmark.runner import run_suite
+    from benchmark.suite import load_suite
+    from tests.conftest import REPO
+
+    suite = yaml.safe_load((REPO / "suites" / "quickstart.yaml").read_text())
+    suite["output_dir"] = str(tmp_path / "run")
+    suite["leaderboard_dir"] = str(tmp_path / "leaderboard")
+    path = tmp_path / "quickstart.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    run_suite(load_suite(path), progress=False, log=lambda _m: None)
+    assert main(["compare", str(tmp_path / "run"), "small_cnn", "resnet20_w0.5", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    run = open_run(tmp_path / "run")
+    mcnemar = [r for r in report["rows"] if r["test"] == "McNemar exact"]
+    assert {r["evaluation"] for r in mcnemar} == {
+        "clean",
+        "fgsm_linf_0.1",
+        "pgd_linf_0.1",
+        "autoattack_linf_0.1",
+    }
+    for row in mcnemar:
+        column = "correct" if row["metric"] == "acc_pct" else "robust"
+        a = run.records("small_cnn", row["evaluation"])[column].to_numpy(bool)
+        b = run.records("resnet20_w0.5", row["evaluation"])[column].to_numpy(bool)
+        b_count, c_count = int((a & ~b).sum()), int((~a & b).sum())
+        assert row["p_value"] == pytest.approx(direct_mcnemar(b_count, c_count), rel=1e-12)
+        if b_count + c_count:
+            assert row["p_value"] == pytest.approx(
+                binomtest(b_count, b_count + c_count, 0.5).pvalue, rel=1e-9
+            )

@@ -21,13 +21,14 @@ def report_run(tmp_path_factory):
     from tests.conftest import tiny_suite
 
     tmp = tmp_path_factory.mktemp("report")
-    suite = tiny_suite(tmp)
+    suite = tiny_suite(tmp, sanity=False)
     suite["models"].append(
         {"name": "cnn_wide", "model": "small_cnn", "params": {"width": 0.5}, "random_init": True}
     )
     suite["evaluations"] = [
         {"type": "clean", "params": {"bootstrap": 50}},
         {"type": "test_train_mode_leak"},  # raises state_changed on every row
+        {"type": "eps_sweep", "params": {"eps": [0.05, 0.1, 0.2], "attack": {"type": "fgsm"}}},
     ]
     path = tmp / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
@@ -50,6 +51,10 @@ def test_report_is_written_self_contained_with_flags_explained(report_run):
     images = re.findall(r'<img [^>]*src="([^"]+)"', html)
     assert images and all(src.startswith("data:image/png;base64,") for src in images)
     assert "state_changed" in html and "BatchNorm statistics changed" in html
+    captions = re.findall(r"<figcaption>([^<]+)</figcaption>", html)
+    assert "clean: reliability diagram" in captions
+    assert "fgsm_sweep_linf: robust accuracy vs eps" in captions  # the suite-wide plot
+    assert captions.count("robust accuracy vs eps") == len(summary.leaderboard)  # per model
     for model in summary.leaderboard["model"]:
         assert f'id="model-{model.replace("_", "-")}"' in html
     # the interval is shown next to its metric
