@@ -8,8 +8,9 @@ test is far more sensitive than comparing two confidence intervals:
   c; under "equally accurate" b ~ Binomial(n, 1/2), and the two-sided exact p-value is
   min(1, 2 P(X <= min(b, c))) (no continuity correction needed: it is exact);
 * ECE and AUROC: paired percentile bootstrap -- the same resamples of examples for both models;
-  the interval of the difference and the two-sided p-value 2 min(P(d <= 0), P(d >= 0)) over
-  resamples, seeded by the suite seed so the numbers are reproducible.
+  the interval of the difference and the two-sided p-value 2 (min(#{d <= 0}, #{d >= 0}) + 1)
+  / (B + 1) over B resamples (never exactly 0), seeded by the suite seed so the numbers are
+  reproducible.
 
 Per-example records are read from the run's cache through its ``manifest.json``.
 """
@@ -159,7 +160,9 @@ def _bootstrap_difference(
     if len(diffs) == 0:
         return float("nan"), float("nan"), float("nan")
     low, high = np.percentile(diffs, [2.5, 97.5])
-    p = min(1.0, 2.0 * min(float((diffs <= 0).mean()), float((diffs >= 0).mean())))
+    # (k + 1) / (B + 1): a p-value from B resamples is never reported as exactly 0
+    tail = min(int((diffs <= 0).sum()), int((diffs >= 0).sum()))
+    p = min(1.0, 2.0 * (tail + 1) / (len(diffs) + 1))
     return float(low), float(high), p
 
 
