@@ -272,6 +272,9 @@ def test_accuracy_rising_with_eps_is_flagged_on_sweeps_and_across_evaluations():
         _view("pgd_large", "pgd", {"eps": 0.2}, {"m": _acc(60, 55, 65, eps=0.2)}),
     ]
     assert _flagged(separate) == {("m", "robustness_increases_with_eps")}
+    # a weaker attack (fewer steps) at the larger eps is a different series
+    separate[1] = _view("pgd_large", "pgd", {"eps": 0.2, "steps": 5}, {"m": _acc(60, 55, 65, 0.2)})
+    assert _flagged(separate) == set()
 
 
 def test_randomized_model_without_eot_is_flagged_only_for_declared_randomized_rows():

@@ -12,6 +12,7 @@ Wilson interval, so a flag is not raised by sampling noise of a few examples.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,8 +132,8 @@ def eps_series(
     inputs: TrustInputs,
 ) -> list[tuple[str, str, list[tuple[float, str, dict[str, float]]]]]:
     """(source, row, [(eps, label, accuracy numbers)]) per robustness-vs-eps series: every
-    ``eps_sweep`` result, and every group of single-eps evaluations of one attack type and
-    norm at two or more eps."""
+    ``eps_sweep`` result, and every group of single-eps evaluations of one attack type with
+    the same settings (norm, steps, ...) at two or more eps."""
     series = []
     for view in inputs.views:
         for row, result in view.results.items():
@@ -144,10 +145,13 @@ def eps_series(
                     if f"{e}_{ACC}" in result["metrics"]
                 ]
                 series.append((view.name, row, points))
-    groups: dict[tuple[str, str | None], list[EvaluationView]] = {}
+    groups: dict[tuple[str, str], list[EvaluationView]] = {}
     for view in inputs.views:
         if view.adversarial and not isinstance(getattr(view.params, "eps", None), list):
-            groups.setdefault((view.type, view.norm), []).append(view)
+            # same attack with the same settings, only eps (and the subset size) differing
+            settings = view.params.model_dump(exclude={"eps", "n_examples", "batch_size"})
+            key = (view.type, json.dumps(settings, sort_keys=True, default=str))
+            groups.setdefault(key, []).append(view)
     for views in groups.values():
         if len(views) < 2:
             continue
