@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {run,train,validate,models,leaderboard}``.
+"""Command line: ``python -m benchmark {run,train,validate,models,leaderboard,check,compare}``.
 
 User errors (bad suite, missing data, bad checkpoint) print one line to stderr and exit 2;
 tracebacks are reserved for bugs in the harness itself.
@@ -21,6 +21,9 @@ EPILOG = """examples:
   python -m benchmark validate suites/cifar10.yaml    check a suite without running it
   python -m benchmark models                          list registered models and parameters
   python -m benchmark leaderboard --sort clean_ece_pct
+  python -m benchmark check suites/quickstart.yaml    trust flags with explanations and numbers
+  python -m benchmark compare runs/quickstart small_cnn resnet20_w0.5
+                                                      paired tests between two models
 """
 
 
@@ -69,6 +72,40 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--sort", metavar="COLUMN", help="sort by this column, best first")
     board.add_argument("--ascending", action="store_true", help="force ascending order")
     board.add_argument("--full", action="store_true", help="all columns, CIs separate")
+
+    check = commands.add_parser(
+        "check",
+        help="trust checks on a suite's cached results (runs the 'sanity' checks if missing)",
+    )
+    check.add_argument("suite", help="suite YAML file")
+    check.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    check.add_argument("--strict", action="store_true", help="exit 1 if any flag is raised")
+
+    compare = commands.add_parser(
+        "compare", help="paired significance tests between two models of a run"
+    )
+    compare.add_argument(
+        "source", help="run directory (or its manifest.json), suite YAML, or leaderboard CSV"
+    )
+    compare.add_argument("model_a", help="row name of the first model")
+    compare.add_argument("model_b", help="row name of the second model")
+    compare.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level (default 0.05)"
+    )
+    compare.add_argument(
+        "--bootstrap", type=int, default=1000, help="paired resamples for ECE/AUROC (1000)"
+    )
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+    export = commands.add_parser(
+        "export", help="write a run's leaderboard as RobustBench JSON entries"
+    )
+    export.add_argument("suite", help="suite YAML file (its leaderboard CSV must exist)")
+    export.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default <leaderboard_dir>/robustbench)",
+    )
     return parser
 
 
@@ -156,12 +193,75 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from benchmark.runner import run_suite
+    from benchmark.suite import load_suite
+    from benchmark.suite.loader import with_sanity
+    from benchmark.trust.checks import format_findings
+
+    suite = with_sanity(load_suite(args.suite), always=True)
+    summary = run_suite(
+        suite,
+        progress=not args.no_progress,
+        select=lambda job: job.evaluation.type == "sanity",
+        write=False,
+    )
+    if summary.missing:
+        print(
+            f"not yet run (checked without them; `run` the suite first): "
+            f"{', '.join(summary.missing)}",
+            file=sys.stderr,
+        )
+    print(format_findings(summary.findings))
+    return 1 if args.strict and summary.findings else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from benchmark.compare import compare_models, format_comparison, open_run
+
+    if not 0 < args.alpha < 1:
+        raise BenchmarkError(f"--alpha: must be between 0 and 1 (got {args.alpha})")
+    run = open_run(args.source)
+    comparison = compare_models(
+        run, args.model_a, args.model_b, alpha=args.alpha, n_resamples=args.bootstrap
+    )
+    if args.json:
+        print(json.dumps(comparison.as_dict(), indent=1, default=str))
+    else:
+        print(format_comparison(comparison))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import read_leaderboard
+    from benchmark.robustbench import export_entries
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite)
+    frame = read_leaderboard(Path(suite.leaderboard_dir) / f"{suite.name}.csv")
+    out = args.out or str(Path(suite.leaderboard_dir) / "robustbench")
+    written = export_entries(suite, frame, out)
+    if not written:
+        raise BenchmarkError(
+            f"{args.suite}: nothing to export: no row has a standard AutoAttack or standard "
+            "corruptions accuracy"
+        )
+    for path in written:
+        print(path)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "train": cmd_train,
     "validate": cmd_validate,
     "models": cmd_models,
     "leaderboard": cmd_leaderboard,
+    "check": cmd_check,
+    "compare": cmd_compare,
+    "export": cmd_export,
 }
 
 

@@ -69,6 +69,19 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        # "prefix" -> function building the entry of any key "prefix:<name>" on demand
+        # (e.g. "robustbench:<zoo model>": a family too large and remote to list up front).
+        self._resolvers: dict[str, Callable[[str], Entry[T]]] = {}
+
+    def add_resolver(self, prefix: str, resolve: Callable[[str], Entry[T]]) -> None:
+        """Serve every key ``<prefix>:<name>`` by ``resolve(key)`` (built when asked for)."""
+        self._resolvers[prefix] = resolve
+
+    def _resolve(self, key: str) -> Entry[T] | None:
+        prefix, sep, _ = key.partition(":")
+        if sep and prefix in self._resolvers:
+            return self._resolvers[prefix](key)
+        return None
 
     def add(self, entry: Entry[T]) -> None:
         if entry.key in self._entries and self._entries[entry.key].obj is not entry.obj:
@@ -76,14 +89,21 @@ class Registry(Generic[T]):
         self._entries[entry.key] = entry
 
     def get(self, key: str) -> Entry[T]:
-        try:
+        if key in self._entries:
             return self._entries[key]
-        except KeyError:
-            known = ", ".join(sorted(self._entries)) or "none"
-            raise BenchmarkError(f"unknown {self.kind} '{key}' (known: {known})") from None
+        resolved = self._resolve(key)
+        if resolved is not None:
+            return resolved
+        known = ", ".join(sorted(self._entries) + [f"{p}:<name>" for p in self._resolvers])
+        raise BenchmarkError(f"unknown {self.kind} '{key}' (known: {known or 'none'})")
 
     def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        if key in self._entries:
+            return True
+        try:
+            return isinstance(key, str) and self._resolve(key) is not None
+        except BenchmarkError:
+            return False
 
     def __iter__(self) -> Iterator[Entry[T]]:
         return iter(sorted(self._entries.values(), key=lambda e: e.key))

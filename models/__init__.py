@@ -1,7 +1,7 @@
 """Model zoo: the registry, the built-in builders (registered on import), checkpoints, training,
 ensembles and post-hoc methods (PEP, temperature scaling)."""
 
-from models import kap_resnet, posthoc, resnet, small_cnn, smooth_resnet
+from models import kap_resnet, posthoc, resnet, robustbench_zoo, small_cnn, smooth_resnet
 from models.checkpoints import load_checkpoint, save_checkpoint
 from models.ensemble import Ensemble, MemberSpec, load_ensemble
 from models.registry import MODELS, NormalizedModel, build_model, register_model
@@ -18,6 +18,7 @@ __all__ = [
     "posthoc",
     "register_model",
     "resnet",
+    "robustbench_zoo",
     "save_checkpoint",
     "small_cnn",
     "smooth_resnet",

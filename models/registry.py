@@ -87,7 +87,10 @@ def build_model(key: str, params: dict[str, Any], info: DataInfo) -> NormalizedM
     if "input_std" in inspect.signature(entry.obj).parameters:
         data["input_std"] = tuple(info.std)
     backbone = entry.obj(**data, **validated.model_dump())
-    model = NormalizedModel(backbone, info.mean, info.std)
+    if entry.extras.get("unit_input"):  # normalizes inside already (e.g. RobustBench models)
+        model = NormalizedModel(backbone, (0.0,) * len(info.mean), (1.0,) * len(info.std))
+    else:
+        model = NormalizedModel(backbone, info.mean, info.std)
     model.randomized = bool(entry.extras.get("randomized", False))
     if any(isinstance(m, LazyModuleMixin) for m in model.modules()):
         # Materialize lazy layers now (one dummy pass) so weights can be loaded, copied and

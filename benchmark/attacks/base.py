@@ -44,6 +44,10 @@ class Attack(ABC):
     # (AutoAttack, whose results depend on its own batching).
     batched_internally: ClassVar[bool] = False
     norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
+    # What the trust checks may compare (benchmark/trust): "iterative" gradient attacks
+    # (PGD/APGD), "single-step" ones (FGSM), "black-box" score-based ones (Square),
+    # "ensemble" (AutoAttack) or None (unknown, e.g. an arbitrary torchattacks class).
+    kind: ClassVar[str | None] = None
 
     class Params(StrictParams):
         pass
@@ -61,7 +65,9 @@ ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 def register_attack(key: str, description: str) -> Callable[[type[Attack]], type[Attack]]:
     def decorator(cls: type[Attack]) -> type[Attack]:
-        ATTACKS.add(Entry(key, cls, description, cls.Params, {"norms": cls.norms}))
+        ATTACKS.add(
+            Entry(key, cls, description, cls.Params, {"norms": cls.norms, "kind": cls.kind})
+        )
         return cls
 
     return decorator

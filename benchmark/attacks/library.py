@@ -29,6 +29,8 @@ def _num_classes(ctx: AttackContext, x: torch.Tensor) -> int:
 
 @register_attack("square", "Square attack (black-box, score-based; Andriushchenko et al. 2020)")
 class Square(Attack):
+    kind = "black-box"
+
     class Params(Attack.Params):
         n_queries: int = Field(5000, ge=1)
         p_init: float = Field(0.8, gt=0, le=1)
@@ -57,6 +59,7 @@ class Square(Attack):
 @register_attack("autoattack", "AutoAttack (Croce & Hein 2020) via the pyautoattack package")
 class AutoAttack(Attack):
     batched_internally = True
+    kind = "ensemble"
 
     class Params(Attack.Params):
         version: Literal["standard", "plus", "rand", "custom"] = "standard"

@@ -145,6 +145,7 @@ def run_pgd(
 @register_attack("pgd", "projected gradient descent (Linf/L2; CE or DLR loss; restarts; EOT)")
 class PGD(Attack):
     Params = PGDParams
+    kind = "iterative"
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         p: PGDParams = self.params  # type: ignore[assignment]
@@ -165,6 +166,8 @@ class PGD(Attack):
 
 @register_attack("fgsm", "fast gradient sign method (Linf) / fast gradient method (L2), one step")
 class FGSM(Attack):
+    kind = "single-step"
+
     class Params(Attack.Params):
         loss: Literal["ce", "dlr"] = "ce"
 

@@ -78,6 +78,23 @@ class AttackSpec(StrictParams):
         return entry.obj(entry.params_model.model_validate(self.params))
 
 
+APGD_ONLY = {"apgd-ce", "apgd-dlr", "apgd-t"}
+
+
+def _kind(attack_key: str, params: Any) -> str | None:
+    """The ``Attack.kind`` of a registered attack; an AutoAttack run restricted to APGD
+    counts as an iterative gradient attack."""
+    kind = ATTACKS.get(attack_key).extras.get("kind")
+    get = params.get if isinstance(params, dict) else lambda k, d=None: getattr(params, k, d)
+    if (
+        kind == "ensemble"
+        and set(get("attacks_to_run") or ())
+        and set(get("attacks_to_run") or ()) <= APGD_ONLY
+    ):
+        return "iterative"
+    return kind
+
+
 def _predict(
     model: nn.Module, x: torch.Tensor, ctx: EvalContext, passes: int, bs: int
 ) -> np.ndarray:
@@ -201,6 +218,7 @@ class AdversarialEvaluation(Evaluation):
     """Base of the single-attack types and of ``attacks`` (several attacks, worst case)."""
 
     version: ClassVar[str] = "2"
+    adversarial: ClassVar[bool] = True
     attack_key: ClassVar[str | None] = None
 
     class Params(ThreatParams):
@@ -217,6 +235,12 @@ class AdversarialEvaluation(Evaluation):
     @classmethod
     def default_name(cls, params: StrictParams) -> str:
         return f"{cls.attack_key}_{params.norm.lower()}_{params.eps}"  # type: ignore[attr-defined]
+
+    @classmethod
+    def attack_kind(cls, params: StrictParams) -> str | None:
+        if cls.attack_key is None:
+            return None
+        return _kind(cls.attack_key, params)
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p: ThreatParams = self.params  # type: ignore[assignment]
@@ -263,6 +287,11 @@ class AttacksEvaluation(AdversarialEvaluation):
     def default_name(cls, params: StrictParams) -> str:
         return f"worst_{params.norm.lower()}_{params.eps}"  # type: ignore[attr-defined]
 
+    @classmethod
+    def attack_kind(cls, params: StrictParams) -> str | None:
+        kinds = {_kind(spec.type, spec.params) for spec in params.attacks}  # type: ignore[attr-defined]
+        return kinds.pop() if len(kinds) == 1 else "ensemble"
+
 
 class EpsSweepEvaluation(Evaluation):
     """One attack over a list of eps values: robust accuracy vs eps.
@@ -272,6 +301,7 @@ class EpsSweepEvaluation(Evaluation):
     """
 
     version: ClassVar[str] = "2"
+    adversarial: ClassVar[bool] = True
 
     class Params(ThreatParams):
         eps: list[EpsField] = Field(min_length=1)  # type: ignore[assignment]
@@ -281,6 +311,10 @@ class EpsSweepEvaluation(Evaluation):
     @classmethod
     def default_name(cls, params: StrictParams) -> str:
         return f"{params.attack.type}_sweep_{params.norm.lower()}"  # type: ignore[attr-defined]
+
+    @classmethod
+    def attack_kind(cls, params: StrictParams) -> str | None:
+        return _kind(params.attack.type, params.attack.params)  # type: ignore[attr-defined]
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params

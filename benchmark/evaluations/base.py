@@ -49,6 +49,9 @@ class Evaluation(ABC):
     # Parameters that cannot change the numbers of a job (e.g. the reference model of a
     # leaderboard-level score, a cache location): left out of the job's cache key.
     key_excluded_params: ClassVar[frozenset[str]] = frozenset()
+    # Measures robustness under attack: a suite with one gets a ``sanity`` evaluation added
+    # (see ``Suite.sanity``), because an attack number is only as good as its sanity checks.
+    adversarial: ClassVar[bool] = False
 
     class Params(StrictParams):
         pass
@@ -59,6 +62,13 @@ class Evaluation(ABC):
     @classmethod
     def default_name(cls, params: StrictParams) -> str | None:
         """Column prefix when the suite gives no ``name`` (None: the type key)."""
+        return None
+
+    @classmethod
+    def attack_kind(cls, params: StrictParams) -> str | None:
+        """What kind of attack measures robustness here (``Attack.kind``: "iterative",
+        "single-step", "black-box", "ensemble"), for the cross-evaluation trust checks that
+        compare attacks on one threat model; None: not an attack, or a mix."""
         return None
 
     @abstractmethod

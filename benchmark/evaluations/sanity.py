@@ -35,6 +35,32 @@ from benchmark.evaluations.base import (
     register_evaluation,
 )
 from benchmark.registry import StrictParams
+from benchmark.trust.flags import register_flag
+
+register_flag(
+    "outputs_probabilities",
+    "Model outputs lie in [0, 1] and sum to 1: it returns probabilities, not logits. "
+    "Gradient attacks on saturated softmax outputs see vanishing gradients, so robust "
+    "accuracy is overestimated.",
+)
+register_flag(
+    "undeclared_randomness",
+    "Two forward passes on the same input differ, but the model is not declared randomized, "
+    "so it was attacked without EOT (expectation over transformation) and judged on single "
+    "noisy passes: random noise masks the gradient and robust accuracy is overestimated.",
+)
+register_flag(
+    "degenerate_gradients",
+    "Too many examples have a zero, non-finite or exploding input gradient (e.g. a "
+    "non-differentiable quantization step): gradient-based attacks cannot make progress, a "
+    "classic sign of gradient masking.",
+)
+register_flag(
+    "unbounded_attack_fails",
+    "PGD with an unbounded budget (eps = the whole input range) should reach ~0% accuracy; "
+    "if it does not, the attack is not working on this model and its robust accuracy "
+    "measures the attack's failure, not robustness.",
+)
 
 
 class SanityParams(StrictParams):

@@ -44,6 +44,8 @@ def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
         identity["checkpoint_sha256"] = file_sha256(spec.checkpoint)
     elif spec.training is not None:
         identity["training"] = training_job(spec, suite).key()
+    elif spec.pretrained:
+        identity["pretrained"] = True
     else:
         identity["random_init_seed"] = suite.seed
     return identity

@@ -26,6 +26,8 @@ from benchmark.leaderboard import write_leaderboard
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.jobs import Job, expand_jobs, model_identity, training_job
 from benchmark.suite.schema import ModelSpec, Suite
+from benchmark.trust import Finding
+from benchmark.trust.checks import EvaluationView, TrustInputs, add_flags, run_checks
 from benchmark.utils import derive_seed, resolve_device, seed_everything, write_text_atomic
 from models import MODELS, NormalizedModel, build_model, load_checkpoint
 from models.posthoc import fit_posthoc
@@ -44,6 +46,9 @@ class RunSummary:
     executed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # trust flags with their numbers
+    trust: TrustInputs | None = None  # what the trust checks saw (for the report)
+    missing: list[str] = field(default_factory=list)  # jobs neither cached nor run (select)
 
 
 class _Data:
@@ -161,7 +166,17 @@ def run_job(
     return result
 
 
-def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> RunSummary:
+def run_suite(
+    suite: Suite,
+    *,
+    progress: bool = True,
+    log: Logger = _stderr,
+    select: Callable[[Job], bool] | None = None,
+    write: bool = True,
+) -> RunSummary:
+    """Run the suite's missing jobs (only those ``select`` accepts, if given), collect the
+    leaderboard with its trust flags and, if ``write``, write leaderboard files (CSV, Markdown,
+    HTML report), plots, ``checks.json`` and the manifest."""
     device = resolve_device(suite.device)
     torch.use_deterministic_algorithms(True, warn_only=True)
     cache = ResultCache(suite.cache_root)
@@ -177,6 +192,9 @@ def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> 
             row_jobs = [j for j in jobs if j.model is model_spec and j.row_name == row_name]
             pending = [j for j in row_jobs if not cache.has(j.key)]
             summary.reused += [j.label for j in row_jobs if j not in pending]
+            if select is not None:
+                summary.missing += [j.label for j in pending if not select(j)]
+                pending = [j for j in pending if select(j)]
             if not pending:
                 continue
             started = time.perf_counter()
@@ -200,16 +218,44 @@ def run_suite(suite: Suite, *, progress: bool = True, log: Logger = _stderr) -> 
                 )
     log(f"  {len(summary.executed)} job(s) run, {len(summary.reused)} reused from cache")
 
-    summary.leaderboard = collect_leaderboard(suite, jobs, cache)
+    summary.leaderboard, summary.findings, summary.trust = collect(suite, jobs, cache)
+    if not write:
+        return summary
     summary.written = write_leaderboard(summary.leaderboard, suite.leaderboard_dir, suite.name)
     plots_dir = Path(suite.run_dir) / "plots"
     if summary.executed or not plots_dir.is_dir():
         summary.written += write_plots(suite, jobs, cache, plots_dir)
+    checks_path = Path(suite.run_dir) / "checks.json"
+    write_text_atomic(
+        checks_path, json.dumps([f.as_dict() for f in summary.findings], indent=1, default=str)
+    )
+    summary.written.append(checks_path)
     _write_manifest(suite, jobs, cache)
+    summary.written.append(write_report(suite, jobs, cache, summary))
     return summary
 
 
+def write_report(suite: Suite, jobs: list[Job], cache: ResultCache, summary: RunSummary) -> Path:
+    """``<leaderboard_dir>/<suite>.html``: the self-contained HTML report."""
+    from benchmark.report import build_report  # jinja2 + matplotlib only when reporting
+
+    html = build_report(suite, jobs, cache, summary.leaderboard, summary.findings, summary.trust)
+    path = Path(suite.leaderboard_dir) / f"{suite.name}.html"
+    write_text_atomic(path, html)
+    return path
+
+
 def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd.DataFrame:
+    """The leaderboard of the cached results, trust flags included."""
+    return collect(suite, jobs, cache)[0]
+
+
+def collect(
+    suite: Suite, jobs: list[Job], cache: ResultCache
+) -> tuple[pd.DataFrame, list[Finding], TrustInputs]:
+    """Leaderboard rows from the cached results (jobs not cached are left out), cross-model
+    columns from each evaluation's ``postprocess_leaderboard``, then the trust checks: their
+    flags go to the ``flags`` column, the findings (with numbers) are returned."""
     rows = []
     results: dict[str, dict[str, dict]] = {}  # evaluation name -> model row -> summary
     for model_spec in suite.models:
@@ -223,6 +269,8 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
             }
             flags: set[str] = set()
             for job in (j for j in jobs if j.row_name == row_name):
+                if not cache.has(job.key):
+                    continue
                 result = cache.load_summary(job.key)
                 results.setdefault(job.evaluation_name, {})[row_name] = result
                 flags.update(result["extras"].get("flags", []))
@@ -232,6 +280,7 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
                     row[f"{job.evaluation_name}_{metric}"] = value
             rows.append(row)
     frame = pd.DataFrame(rows)
+    views = []
     for spec in suite.evaluations:  # cross-model columns (e.g. mCE vs a reference model)
         evaluation = EVALUATIONS.get(spec.type)
         name = evaluation_name(spec.type, spec.name, spec.params)
@@ -244,7 +293,25 @@ def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd
             results.get(name, {}),
             lambda row, keys=keys: cache.load_records(keys[row]),
         )
-    return frame
+        views.append(
+            EvaluationView(
+                name=name,
+                type=spec.type,
+                params=params,
+                kind=evaluation.obj.attack_kind(params),
+                adversarial=evaluation.obj.adversarial,
+                results=results.get(name, {}),
+            )
+        )
+    randomized = dict(zip(frame["model"], frame["randomized"], strict=True))
+    inputs = TrustInputs(views, {str(k): bool(v) for k, v in randomized.items()})
+    findings = run_checks(inputs)
+    frame = add_flags(frame, findings)
+    if suite.references:  # published numbers (RobustBench JSON) as reference rows
+        from benchmark.robustbench import reference_rows
+
+        frame = reference_rows(suite, frame, suite.references)
+    return frame, findings, inputs
 
 
 def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:

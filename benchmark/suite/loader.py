@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from benchmark.errors import BenchmarkError
 from benchmark.registry import Registry, format_validation_error
-from benchmark.suite.schema import Suite
+from benchmark.suite.schema import EvaluationSpec, Suite
 
 MAX_SUITE_BYTES = 1 << 20
 
@@ -118,6 +118,9 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             errors.append(unknown(EVALUATIONS, spec.type, f"{field}.type"))
         else:
             errors += _check_params(EVALUATIONS, spec.type, spec.params, f"{field}.params", source)
+    for i, reference in enumerate(suite.references):
+        if not Path(reference).exists():
+            errors.append(f"{source}: references[{i}]: file or folder not found: {reference}")
     if not errors:
         rows = [row for spec in suite.models for row in spec.row_names()]
         for i, spec in enumerate(suite.evaluations):
@@ -155,4 +158,18 @@ def load_suite(path: str | Path) -> Suite:
     errors = _check_registries(suite, str(path))
     if errors:
         raise SuiteError(errors)
-    return suite
+    return with_sanity(suite) if suite.sanity else suite
+
+
+def with_sanity(suite: Suite, always: bool = False) -> Suite:
+    """``suite`` plus a default ``sanity`` evaluation if it has none and has an adversarial
+    evaluation (or ``always``): every robust accuracy comes with its gradient-masking checks."""
+    from benchmark.evaluations import EVALUATIONS
+
+    types = [spec.type for spec in suite.evaluations]
+    if "sanity" in types:
+        return suite
+    if not always and not any(EVALUATIONS.get(t).obj.adversarial for t in types):
+        return suite
+    evaluations = [*suite.evaluations, EvaluationSpec(type="sanity")]
+    return suite.model_copy(update={"evaluations": evaluations})

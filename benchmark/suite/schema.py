@@ -60,16 +60,25 @@ class ModelSpec(_Strict):
     checkpoint: str | None = Field(None, description="weights file (.pt or .safetensors)")
     training: TrainingSpec | None = None
     random_init: bool = Field(False, description="untrained weights from the seed (tests only)")
+    pretrained: bool = Field(
+        False, description="weights come with the model itself (e.g. robustbench:<name>)"
+    )
     posthoc: list[PosthocSpec] = Field(
         default_factory=list, description="extra rows: <name>+<method>, fitted on 'val'"
     )
 
     @model_validator(mode="after")
     def _one_weight_source(self) -> ModelSpec:
-        sources = [self.checkpoint is not None, self.training is not None, self.random_init]
+        sources = [
+            self.checkpoint is not None,
+            self.training is not None,
+            self.random_init,
+            self.pretrained,
+        ]
         if sum(sources) != 1:
             raise ValueError(
-                "give exactly one weight source: 'checkpoint', 'training' or 'random_init: true'"
+                "give exactly one weight source: 'checkpoint', 'training', 'pretrained: true' "
+                "or 'random_init: true'"
             )
         return self
 
@@ -110,6 +119,16 @@ class Suite(_Strict):
     )
     leaderboard_dir: str = "leaderboard"
     plugins: list[str] = Field(default_factory=list, description="modules that register extras")
+    references: list[str] = Field(
+        default_factory=list,
+        description="RobustBench JSON entries (files or model_info folders) shown as "
+        "'reported' reference rows",
+    )
+    sanity: bool = Field(
+        True,
+        description="add a 'sanity' evaluation (gradient-masking checks) when the suite has "
+        "an adversarial evaluation and lists no 'sanity' itself",
+    )
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Suite:

@@ -1,0 +1,116 @@
+"""HTML report: written next to the CSV, self-contained, flags explained; in headless
+Chromium it loads without console errors or network requests, sorting by a column reorders
+the rows, and a screenshot is produced."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from benchmark.evaluations import EvaluationResult, register_evaluation
+from benchmark.evaluations.clean import CleanEvaluation
+from tests.cdp import Browser, find_browser, install_browser
+
+
+@register_evaluation("test_report_bn_leak", "deliberately broken: forwards in train mode")
+class _BatchNormLeak(CleanEvaluation):
+    """A clean evaluation that first runs one train-mode pass (moves BatchNorm statistics)."""
+
+    def run(self, model, data, ctx) -> EvaluationResult:
+        model.train()
+        model(data.x[:32].to(ctx.device))
+        return super().run(model.eval(), data, ctx)
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory):
+    import yaml
+
+    from benchmark.runner import run_suite
+    from benchmark.suite import load_suite
+    from tests.conftest import tiny_suite
+
+    tmp = tmp_path_factory.mktemp("report")
+    suite = tiny_suite(tmp, sanity=False)
+    suite["models"].append(
+        {"name": "cnn_wide", "model": "small_cnn", "params": {"width": 0.5}, "random_init": True}
+    )
+    suite["evaluations"] = [
+        {"type": "clean", "params": {"bootstrap": 50}},
+        {"type": "test_report_bn_leak"},  # raises state_changed on every row
+        {"type": "eps_sweep", "params": {"eps": [0.05, 0.1, 0.2], "attack": {"type": "fgsm"}}},
+    ]
+    path = tmp / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    loaded = load_suite(path)
+    summary = run_suite(loaded, progress=False, log=lambda _m: None)
+    return loaded, summary, tmp / "leaderboard" / "tiny.html"
+
+
+def test_report_is_written_self_contained_with_flags_explained(report_run):
+    _, summary, path = report_run
+    assert path in summary.written
+    html = path.read_text()
+    assert "<table" in html and 'id="leaderboard"' in html
+    # no network: every image is inline, no script or stylesheet is fetched
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    images = re.findall(r'<img [^>]*src="([^"]+)"', html)
+    assert images and all(src.startswith("data:image/png;base64,") for src in images)
+    assert "state_changed" in html and "BatchNorm statistics changed" in html
+    captions = re.findall(r"<figcaption>([^<]+)</figcaption>", html)
+    assert "clean: reliability diagram" in captions
+    assert "fgsm_sweep_linf: robust accuracy vs eps" in captions  # the suite-wide plot
+    assert captions.count("robust accuracy vs eps") == len(summary.leaderboard)  # per model
+    for model in summary.leaderboard["model"]:
+        assert f'id="model-{model.replace("_", "-")}"' in html
+    # the interval is shown next to its metric
+    assert re.search(r"\d \[\d[\d.]*, \d[\d.]*\]", html)
+
+
+def _browser() -> str:
+    executable = find_browser()
+    if executable is None:
+        reason = install_browser()
+        executable = find_browser()
+        if executable is None:
+            pytest.skip(f"no headless Chromium available and it could not be installed: {reason}")
+    return executable
+
+
+def test_report_in_headless_chromium(report_run, tmp_path):
+    _, summary, path = report_run
+    browser = Browser(_browser(), tmp_path / "profile")
+    try:
+        browser.open(path.resolve().as_uri())
+        rows = "Array.from(document.querySelectorAll('#leaderboard tbody tr'))"
+        models = f"{rows}.map(r => r.cells[0].textContent.trim())"
+        assert browser.evaluate(models) == list(summary.leaderboard["model"])
+
+        column = "clean_acc_pct"
+        header = f"document.querySelector('th[data-column=\"{column}\"]')"
+        index = browser.evaluate(f"Array.from({header}.parentNode.children).indexOf({header})")
+        values = f"{rows}.map(r => parseFloat(r.cells[{index}].getAttribute('data-value')))"
+        browser.evaluate(f"{header}.click()")  # first click: best first (accuracy: descending)
+        shown = browser.evaluate(values)
+        assert shown == sorted(shown, reverse=True)
+        expected = summary.leaderboard.sort_values(column, ascending=False, kind="stable")
+        assert browser.evaluate(models) == list(expected["model"])
+        assert browser.evaluate(f"{header}.getAttribute('aria-sort')") == "descending"
+        browser.evaluate(f"{header}.click()")
+        assert browser.evaluate(values) == sorted(shown)
+        name_header = "document.querySelector('th[data-column=\"model\"]')"
+        browser.evaluate(f"{name_header}.click()")
+        assert browser.evaluate(models) == sorted(summary.leaderboard["model"])
+
+        png = base64.b64decode(browser.send("Page.captureScreenshot", {"format": "png"})["data"])
+        screenshot = tmp_path / "report.png"
+        screenshot.write_bytes(png)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+        assert browser.errors() == []
+        external = [u for u in browser.requested_urls() if not u.startswith(("file:", "data:"))]
+        assert external == []
+    finally:
+        browser.close()
