@@ -118,6 +118,10 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             errors.append(unknown(EVALUATIONS, spec.type, f"{field}.type"))
         else:
             errors += _check_params(EVALUATIONS, spec.type, spec.params, f"{field}.params", source)
+    from benchmark.runner.executors import EXECUTORS
+
+    if suite.executor.kind not in EXECUTORS:
+        errors.append(unknown(EXECUTORS, suite.executor.kind, "executor.kind"))
     if not errors:
         names = [evaluation_name(e.type, e.name, e.params) for e in suite.evaluations]
         duplicates = sorted({n for n in names if names.count(n) > 1})

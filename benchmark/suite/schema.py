@@ -85,6 +85,19 @@ class EvaluationSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class ExecutorSpec(_Strict):
+    """Where the suite's jobs run. Results land in the same cache whatever the executor, and
+    every job is seeded from its key, so the numbers do not depend on this section."""
+
+    kind: str = Field("local", description="registered executor: local | process | ray")
+    workers: int | None = Field(
+        None, ge=1, le=1024, description="parallel jobs (default: CPU cores; local: 1)"
+    )
+    ray_address: str | None = Field(
+        None, description="existing Ray cluster (e.g. 'ray://head:10001'); default: start one"
+    )
+
+
 class Suite(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -100,6 +113,7 @@ class Suite(_Strict):
     )
     leaderboard_dir: str = "leaderboard"
     plugins: list[str] = Field(default_factory=list, description="modules that register extras")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Suite:
