@@ -48,6 +48,13 @@ class ArrayDataset:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def slice(self, start: int, stop: int) -> ArrayDataset:
+        """Examples ``start:stop`` in order: one shard of a sharded evaluation."""
+        part = slice(start, stop)
+        return ArrayDataset(
+            self.name, self.split, self.x[part], self.y[part], self.info, self.indices[part]
+        )
+
     def subset(self, n: int | None, seed: int) -> ArrayDataset:
         """The first ``n`` examples of a seeded permutation: the same images for every model."""
         if n is None or n >= len(self):

@@ -23,7 +23,8 @@ from benchmark.evaluations import EVALUATIONS, evaluation_name
 from benchmark.leaderboard import write_leaderboard
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.executors import make_executor
-from benchmark.runner.jobs import Job, Task, expand_jobs, training_job
+from benchmark.runner.jobs import Job, expand_jobs, training_job
+from benchmark.runner.sharding import merge_shards, plan_tasks
 from benchmark.runner.worker import SuiteData, materialize_model
 from benchmark.suite.schema import ExecutorSpec, Suite
 from benchmark.utils import resolve_device, write_text_atomic
@@ -98,10 +99,10 @@ def run_suite(
     cache = ResultCache(suite.cache_root)
     jobs = expand_jobs(suite, device.type)
     summary = RunSummary(leaderboard=pd.DataFrame())
-    pending = [Task(job) for job in jobs if not cache.has(job.key)]
+    pending, shards = plan_tasks(suite, jobs, cache)
     summary.reused = [job.label for job in jobs if cache.has(job.key)]
     log(
-        f"suite '{suite.name}': {len(jobs)} job(s), {len(pending)} to run on {device} "
+        f"suite '{suite.name}': {len(jobs)} job(s), {len(pending)} task(s) to run on {device} "
         f"({spec.kind} executor), cache {cache.root}"
     )
     with make_executor(spec, suite, device, progress) as runner:
@@ -115,6 +116,10 @@ def run_suite(
             )
             summary.executed.append(task.label)
             log(f"  [{len(summary.executed)}/{len(pending)}] {task.label}: {outcome.seconds:.1f}s")
+    for job in jobs:
+        if job.key in shards:  # every shard is cached now: merge into the job's result
+            merged = merge_shards(job, shards[job.key], cache)
+            cache.put(job.key, merged, {"model": job.row_name, "evaluation": job.label})
     log(f"  {len(summary.executed)} job(s) run, {len(summary.reused)} reused from cache")
 
     summary.leaderboard = collect_leaderboard(suite, jobs, cache)

@@ -118,6 +118,12 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             errors.append(unknown(EVALUATIONS, spec.type, f"{field}.type"))
         else:
             errors += _check_params(EVALUATIONS, spec.type, spec.params, f"{field}.params", source)
+            shardable = getattr(EVALUATIONS.get(spec.type).obj, "shardable", False)
+            if spec.shard_size is not None and not shardable:
+                errors.append(
+                    f"{source}: {field}.shard_size: evaluation type '{spec.type}' cannot be "
+                    "sharded (shardable: the single-attack types and 'attacks')"
+                )
     from benchmark.runner.executors import EXECUTORS
 
     if suite.executor.kind not in EXECUTORS:

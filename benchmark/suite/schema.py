@@ -83,6 +83,9 @@ class EvaluationSpec(_Strict):
         None, pattern=r"^[A-Za-z0-9_./+-]+$", description="column prefix (default from params)"
     )
     params: dict[str, Any] = Field(default_factory=dict)
+    shard_size: int | None = Field(
+        None, ge=1, description="split into example ranges of this size (parallel, resumable)"
+    )
 
 
 class ExecutorSpec(_Strict):
