@@ -108,6 +108,27 @@ def run_job(
     return result
 
 
+def check_model_output(
+    model: nn.Module, data: ArrayDataset, row: str, device: torch.device
+) -> None:
+    """A model must map a batch (N, C, H, W) to finite logits (N, num_classes); anything
+    else (a plugin returning features, probabilities of the wrong width, a tuple) would
+    otherwise fail deep inside an attack or, worse, be scored."""
+    probe = data.x[:2].to(device)
+    with torch.no_grad():
+        out = model(probe)
+    expected = (len(probe), data.info.num_classes)
+    if not isinstance(out, torch.Tensor):
+        raise BenchmarkError(f"model '{row}': returned {type(out).__name__}, expected a tensor")
+    if tuple(out.shape) != expected:
+        raise BenchmarkError(
+            f"model '{row}': output shape {tuple(out.shape)} for {len(probe)} input(s), "
+            f"expected {expected} (logits)"
+        )
+    if not torch.isfinite(out).all():
+        raise BenchmarkError(f"model '{row}': non-finite outputs (NaN/inf) on clean inputs")
+
+
 class JobWorker:
     """Executes the tasks of one suite in this process, reusing the last model it built."""
 
@@ -125,6 +146,7 @@ class JobWorker:
             self._rows.clear()
             self._base = None  # free the previous model before building the next
             model = materialize_model(job.model, suite, self.data, self.device, self.progress)
+            check_model_output(model, self.data.evaluation_set(), job.row_name, self.device)
             self._base = (identity, model)
         base = self._base[1]
         if job.posthoc is None:
