@@ -11,8 +11,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.errors import BenchmarkError
+
+if TYPE_CHECKING:
+    from benchmark.suite.schema import ExecutorSpec
 
 EPILOG = """examples:
   python -m benchmark run suites/quickstart.yaml      run a suite, print its leaderboard
@@ -43,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="suite YAML file, e.g. suites/quickstart.yaml")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--quiet", action="store_true", help="print only the leaderboard")
+    run.add_argument(
+        "--executor", metavar="KIND", help="local | process | ray (overrides the suite's executor)"
+    )
+    run.add_argument("--workers", type=int, metavar="N", help="parallel jobs (process, ray)")
+    run.add_argument(
+        "--ray-address", metavar="ADDRESS", help="connect to this Ray cluster (implies ray)"
+    )
 
     train = commands.add_parser(
         "train", help="train the suite's models (reusing cached checkpoints); evaluate nothing"
@@ -117,11 +128,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     log = (lambda _message: None) if args.quiet else None
     kwargs = {"log": log} if log else {}
-    summary = run_suite(suite, progress=not (args.no_progress or args.quiet), **kwargs)
+    executor = executor_overrides(suite.executor, args)
+    summary = run_suite(
+        suite, progress=not (args.no_progress or args.quiet), executor=executor, **kwargs
+    )
     print(format_table(summary.leaderboard))
     if not args.quiet:
         print(f"\nwritten: {', '.join(str(p) for p in summary.written)}", file=sys.stderr)
     return 0
+
+
+def executor_overrides(spec: ExecutorSpec, args: argparse.Namespace) -> ExecutorSpec:
+    """The suite's executor section with the command line's choices applied on top."""
+    update: dict[str, object] = {}
+    if args.ray_address:
+        update.update(kind="ray", ray_address=args.ray_address)
+    if args.executor:
+        update["kind"] = args.executor
+    if args.workers is not None:
+        if args.workers < 1:
+            raise BenchmarkError(f"--workers: must be at least 1 (got {args.workers})")
+        update["workers"] = args.workers
+    return spec.model_copy(update=update)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

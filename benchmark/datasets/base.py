@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from benchmark.errors import BenchmarkError
 from benchmark.registry import Entry, Registry, StrictParams
 
 Split = Literal["train", "val", "test"]
@@ -47,6 +48,13 @@ class ArrayDataset:
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    def slice(self, start: int, stop: int) -> ArrayDataset:
+        """Examples ``start:stop`` in order: one shard of a sharded evaluation."""
+        part = slice(start, stop)
+        return ArrayDataset(
+            self.name, self.split, self.x[part], self.y[part], self.info, self.indices[part]
+        )
 
     def subset(self, n: int | None, seed: int) -> ArrayDataset:
         """The first ``n`` examples of a seeded permutation: the same images for every model."""
@@ -82,7 +90,25 @@ def load_dataset(
     name: str, split: Split, *, root: str = "data", download: bool = False
 ) -> ArrayDataset:
     entry = DATASETS.get(name)
-    return entry.obj(DatasetOptions(root=root, download=download), split)
+    data = entry.obj(DatasetOptions(root=root, download=download), split)
+    check_dataset(data)
+    return data
+
+
+def check_dataset(data: ArrayDataset) -> None:
+    """Refuse data that would yield meaningless numbers rather than an error: NaN/inf or
+    out-of-range pixels (attacks clamp to [0, 1]) and labels outside the class range."""
+    where = f"dataset '{data.name}' split '{data.split}'"
+    if not torch.isfinite(data.x).all():
+        bad = int((~torch.isfinite(data.x)).flatten(1).any(1).sum())
+        raise BenchmarkError(f"{where}: {bad} image(s) contain NaN or inf values")
+    if len(data) and (data.x.min() < 0 or data.x.max() > 1):
+        raise BenchmarkError(
+            f"{where}: pixel values must lie in [0, 1] "
+            f"(found {float(data.x.min()):.3g}..{float(data.x.max()):.3g})"
+        )
+    if len(data) and (data.y.min() < 0 or data.y.max() >= data.info.num_classes):
+        raise BenchmarkError(f"{where}: labels outside 0..{data.info.num_classes - 1}")
 
 
 def split_indices(n: int, n_val: int, n_test: int, seed: int) -> dict[str, torch.Tensor]:

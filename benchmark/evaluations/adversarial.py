@@ -27,6 +27,7 @@ from tqdm import tqdm
 from benchmark.attacks import ATTACKS, Attack, AttackContext, parse_eps, perturbation_norm
 from benchmark.attacks.threat import EpsField, Norm, valid_adversarial
 from benchmark.datasets.base import ArrayDataset
+from benchmark.errors import BenchmarkError
 from benchmark.evaluations.base import (
     EVALUATIONS,
     EvalContext,
@@ -35,6 +36,7 @@ from benchmark.evaluations.base import (
 )
 from benchmark.evaluations.predictions import predict_probs, prediction_records
 from benchmark.registry import Entry, StrictParams
+from benchmark.utils import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +112,18 @@ def worst_case(
     params: ThreatParams,
     ctx: EvalContext,
     start: dict[str, Any] | None = None,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """Run ``attacks`` in sequence on still-robust examples; return per-example outcomes.
 
     ``start`` (from a smaller eps on a sweep) seeds the robust flags and adversarial examples:
     an example broken inside a smaller ball is broken inside this one too.
+
+    Examples are attacked in fixed blocks of ``bs`` consecutive positions of the evaluation's
+    example list (``offset`` = position of ``data[0]`` in it), each block's still-robust
+    examples in one call with the attack RNG re-seeded from (seed, attack, block). An
+    example's outcome therefore depends only on its block, never on which other blocks ran
+    first: a shard starting at a multiple of ``bs`` reproduces the unsharded run exactly.
     """
     randomized = bool(getattr(model, "randomized", False))
     passes = params.n_samples if randomized else 1
@@ -146,10 +155,12 @@ def worst_case(
     )
     for label, attack in attacks:
         todo = robust.nonzero().squeeze(1)
-        chunks = [todo] if attack.batched_internally else list(todo.split(bs))
-        for chunk in tqdm(chunks, desc=label, unit="batch", disable=not ctx.progress, leave=False):
-            if len(chunk) == 0:
-                continue
+        blocks = (todo + offset) // bs
+        chunks = [(int(b), todo[blocks == b]) for b in blocks.unique().tolist()]
+        for block, chunk in tqdm(
+            chunks, desc=label, unit="batch", disable=not ctx.progress, leave=False
+        ):
+            generator.manual_seed(derive_seed(ctx.seed, label, block) % (2**63))
             x, y = data.x[chunk].to(ctx.device), y_all[chunk].to(ctx.device)
             x_adv = attack.perturb(x, y, actx).detach()
             ok = valid_adversarial(x, x_adv, norm, eps).cpu()
@@ -194,6 +205,18 @@ def summarize(outcome: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def summarize_records(records: pd.DataFrame, suffix: str = "") -> dict[str, float]:
+    """:func:`summarize` computed from per-example records: the one path for unsharded runs
+    and merged shards, so both give bit-identical metrics."""
+    return summarize(
+        {
+            "robust": torch.tensor(records[f"robust{suffix}"].to_numpy(dtype=bool)),
+            "clean_correct": torch.tensor(records["clean_correct"].to_numpy(dtype=bool)),
+            "norm": torch.tensor(records[f"norm{suffix}"].to_numpy()),
+        }
+    )
+
+
 def outcome_records(data: ArrayDataset, outcome: dict[str, Any], suffix: str = "") -> pd.DataFrame:
     frame = prediction_records(data, outcome["probs"])
     frame.insert(2, "clean_correct", outcome["clean_correct"].numpy())
@@ -217,9 +240,10 @@ def _extras(data: ArrayDataset, outcome: dict[str, Any], randomized: bool) -> di
 class AdversarialEvaluation(Evaluation):
     """Base of the single-attack types and of ``attacks`` (several attacks, worst case)."""
 
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"  # 3: attacks run in fixed blocks (shardable)
     adversarial: ClassVar[bool] = True
     attack_key: ClassVar[str | None] = None
+    shardable: ClassVar[bool] = True
 
     class Params(ThreatParams):
         pass
@@ -242,18 +266,55 @@ class AdversarialEvaluation(Evaluation):
             return None
         return _kind(cls.attack_key, params)
 
+    def examples(self, data: ArrayDataset) -> ArrayDataset:
+        return data.subset(self.params.n_examples, seed=0)  # type: ignore[attr-defined]
+
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
+        return self._evaluate(model, self.examples(data), ctx, offset=0)
+
+    def run_shard(
+        self, model: nn.Module, data: ArrayDataset, ctx: EvalContext, start: int, stop: int
+    ) -> EvaluationResult:
+        bs = self.params.batch_size or ctx.batch_size  # type: ignore[attr-defined]
+        if start % bs:
+            raise BenchmarkError(
+                f"shard_size: shards must start at multiples of the attack batch size {bs} "
+                f"(got a shard at {start})"
+            )
+        if getattr(model, "randomized", False):
+            raise BenchmarkError(
+                "shard_size: randomized models cannot be sharded (their noise is one RNG stream)"
+            )
+        return self._evaluate(model, self.examples(data).slice(start, stop), ctx, offset=start)
+
+    def _evaluate(
+        self, model: nn.Module, data: ArrayDataset, ctx: EvalContext, offset: int
+    ) -> EvaluationResult:
         p: ThreatParams = self.params  # type: ignore[assignment]
-        data = data.subset(p.n_examples, seed=0)
-        outcome = worst_case(model, data, self.attacks(), p.norm, parse_eps(p.eps), p, ctx)
+        outcome = worst_case(
+            model, data, self.attacks(), p.norm, parse_eps(p.eps), p, ctx, offset=offset
+        )
         randomized = bool(getattr(model, "randomized", False))
-        extras = {
-            **_extras(data, outcome, randomized),
-            "norm": p.norm,
-            "eps": p.eps,
-            "eps_value": parse_eps(p.eps),
+        records = outcome_records(data, outcome)
+        return EvaluationResult(
+            summarize_records(records), records, self._extras(_extras(data, outcome, randomized))
+        )
+
+    def _extras(self, counts: dict[str, Any]) -> dict[str, Any]:
+        p: ThreatParams = self.params  # type: ignore[assignment]
+        return {**counts, "norm": p.norm, "eps": p.eps, "eps_value": parse_eps(p.eps)}
+
+    def merge(self, shards: list[EvaluationResult]) -> EvaluationResult:
+        records = pd.concat([s.records for s in shards], ignore_index=True)
+        counts = {
+            "n_examples": sum(s.extras["n_examples"] for s in shards),
+            "n_clean_correct": sum(s.extras["n_clean_correct"] for s in shards),
+            "n_invalid": sum(s.extras["n_invalid"] for s in shards),
+            "randomized": any(s.extras["randomized"] for s in shards),
         }
-        return EvaluationResult(summarize(outcome), outcome_records(data, outcome), extras)
+        flags = sorted({f for s in shards for f in s.extras.get("flags", [])})
+        extras = self._extras(counts) | ({"flags": flags} if flags else {})
+        return EvaluationResult(summarize_records(records), records, extras)
 
 
 def _register_single_attack_evaluations() -> None:
@@ -300,7 +361,7 @@ class EpsSweepEvaluation(Evaluation):
     ones without attacking it again (its adversarial example lies in every larger ball).
     """
 
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"  # 3: attacks run in fixed blocks
     adversarial: ClassVar[bool] = True
 
     class Params(ThreatParams):

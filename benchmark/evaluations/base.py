@@ -71,9 +71,27 @@ class Evaluation(ABC):
         compare attacks on one threat model; None: not an attack, or a mix."""
         return None
 
+    # True: the evaluation can run on example ranges (shards) whose results ``merge`` into
+    # exactly the unsharded result; the suite may then set ``shard_size`` on it.
+    shardable: ClassVar[bool] = False
+
     @abstractmethod
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         """Evaluate ``model`` (already in eval mode, on ``ctx.device``) on ``data``."""
+
+    def examples(self, data: ArrayDataset) -> ArrayDataset:
+        """The examples this evaluation evaluates (e.g. its seeded ``n_examples`` subset)."""
+        return data
+
+    def run_shard(
+        self, model: nn.Module, data: ArrayDataset, ctx: EvalContext, start: int, stop: int
+    ) -> EvaluationResult:
+        """Evaluate examples ``start:stop`` of :meth:`examples` (shardable evaluations only)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be sharded")
+
+    def merge(self, shards: list[EvaluationResult]) -> EvaluationResult:
+        """Combine shard results, in example order, into the unsharded result."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be sharded")
 
     @classmethod
     def check_rows(cls, params: StrictParams, rows: list[str]) -> list[str]:

@@ -97,6 +97,27 @@ class Job:
         return f"{self.row_name} x {self.evaluation_name}"
 
 
+@dataclass(frozen=True)
+class Task:
+    """A unit of execution: a whole job, or the example range ``shard`` = (start, stop) of a
+    sharded one. A shard has its own cache key; its job's seed is shared by all its shards."""
+
+    job: Job
+    shard: tuple[int, int] | None = None
+
+    @property
+    def key(self) -> str:
+        if self.shard is None:
+            return self.job.key
+        return stable_hash({"job": self.job.key, "shard": list(self.shard)})
+
+    @property
+    def label(self) -> str:
+        if self.shard is None:
+            return self.job.label
+        return f"{self.job.label} [{self.shard[0]}:{self.shard[1]}]"
+
+
 def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
     data = data_identity(suite)
     jobs = []

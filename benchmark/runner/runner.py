@@ -1,9 +1,9 @@
-"""Run a suite: expand jobs, skip cached ones, build/train each model once, evaluate, write
-the leaderboard.
+"""Run a suite: expand jobs, skip cached ones, hand the rest to an executor, cache each result
+as it arrives, write the leaderboard.
 
-Models are materialized lazily: a rerun whose jobs are all cached loads no data and builds no
-model. Each job is seeded from (suite seed, job key), so its numbers do not depend on which
-other jobs ran before it or were reused from the cache.
+Models are materialized lazily by the workers: a rerun whose jobs are all cached loads no data
+and builds no model. Each job is seeded from (suite seed, job key), so its numbers do not
+depend on which other jobs ran before it, where it ran, or which were reused from the cache.
 """
 
 from __future__ import annotations
@@ -17,21 +17,21 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import nn
 
-from benchmark.datasets import ArrayDataset, load_dataset
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult, evaluation_name
+from benchmark.evaluations import EVALUATIONS, evaluation_name
 from benchmark.leaderboard import write_leaderboard
 from benchmark.runner.cache import ResultCache
-from benchmark.runner.jobs import Job, expand_jobs, model_identity, training_job
-from benchmark.suite.schema import ModelSpec, Suite
+from benchmark.runner.executors import make_executor
+from benchmark.runner.jobs import Job, expand_jobs, training_job
+from benchmark.runner.sharding import merge_shards, plan_tasks
+from benchmark.runner.worker import SuiteData, materialize_model
+from benchmark.suite.schema import ExecutorSpec, Suite
 from benchmark.trust import Finding
 from benchmark.trust.checks import EvaluationView, TrustInputs, add_flags, run_checks
-from benchmark.utils import derive_seed, resolve_device, seed_everything, write_text_atomic
-from models import MODELS, NormalizedModel, build_model, load_checkpoint
-from models.posthoc import fit_posthoc
-from models.training import checkpoint_path, train_or_load
+from benchmark.utils import resolve_device, write_text_atomic
+from models import MODELS
+from models.training import checkpoint_path
 
 Logger = Callable[[str], None]
 
@@ -49,55 +49,6 @@ class RunSummary:
     findings: list[Finding] = field(default_factory=list)  # trust flags with their numbers
     trust: TrustInputs | None = None  # what the trust checks saw (for the report)
     missing: list[str] = field(default_factory=list)  # jobs neither cached nor run (select)
-
-
-class _Data:
-    """Loads each split of the suite's dataset at most once per run."""
-
-    def __init__(self, suite: Suite) -> None:
-        self.suite = suite
-        self._splits: dict[str, ArrayDataset] = {}
-
-    def split(self, name: str) -> ArrayDataset:
-        if name not in self._splits:
-            spec = self.suite.dataset
-            self._splits[name] = load_dataset(
-                spec.name,
-                name,
-                root=spec.root,
-                download=spec.download,  # type: ignore[arg-type]
-            )
-        return self._splits[name]
-
-    def evaluation_set(self) -> ArrayDataset:
-        spec = self.suite.dataset
-        return self.split(spec.split).subset(spec.n_examples, spec.subset_seed)
-
-
-def materialize_model(
-    spec: ModelSpec, suite: Suite, data: _Data, device: torch.device, progress: bool
-) -> nn.Module:
-    """Return the model for ``spec`` in eval mode on ``device`` (training it if needed)."""
-    info = data.split(suite.dataset.split).info
-    if spec.training is not None:
-        val = data.split("val") if spec.training.validation else None
-        model, _ = train_or_load(
-            training_job(spec, suite),
-            data.split("train"),
-            val,
-            Path(suite.cache_root) / "checkpoints",
-            device,
-            progress,
-        )
-    else:
-        torch.manual_seed(derive_seed(suite.seed, model_identity(spec, suite), "init"))
-        model = build_model(spec.model, spec.params, info)
-        if spec.checkpoint is not None:
-            load_checkpoint(model, spec.checkpoint)
-    model = model.to(device).eval()
-    if suite.channels_last and isinstance(model, NormalizedModel):
-        model.use_channels_last()
-    return model
 
 
 def train_suite(
@@ -123,7 +74,7 @@ def train_suite(
         trainable = [m for m in trainable if m.row_name in names]
     device = resolve_device(suite.device)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    data = _Data(suite)
+    data = SuiteData(suite)
     folder = Path(suite.cache_root) / "checkpoints"
     paths = []
     log(f"suite '{suite.name}': training {len(trainable)} model(s) on {device}, cache {folder}")
@@ -138,84 +89,49 @@ def train_suite(
     return paths
 
 
-def run_job(
-    job: Job,
-    model: nn.Module,
-    data: ArrayDataset,
-    suite: Suite,
-    device: torch.device,
-    progress: bool,
-) -> EvaluationResult:
-    """Run one (model, evaluation) job with its own seed, the model in eval mode."""
-    entry = EVALUATIONS.get(job.evaluation.type)
-    evaluation = entry.obj(entry.params_model.model_validate(job.evaluation.params))
-    seed = derive_seed(suite.seed, job.seed_key or job.key)
-    seed_everything(seed)
-    ctx = EvalContext(device=device, batch_size=suite.batch_size, seed=seed, progress=progress)
-    model.eval()
-    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    result = evaluation.run(model, data, ctx)
-    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
-    if changed or model.training:
-        # Weights or BatchNorm statistics moved during evaluation (e.g. a train-mode forward
-        # inside an attack): flag the result and restore the model for the next jobs.
-        result.extras["flags"] = [*result.extras.get("flags", []), "state_changed"]
-        result.extras["state_changed"] = changed[:10]
-        model.load_state_dict(before)
-        model.eval()
-    return result
-
-
 def run_suite(
     suite: Suite,
     *,
     progress: bool = True,
     log: Logger = _stderr,
+    executor: ExecutorSpec | None = None,
     select: Callable[[Job], bool] | None = None,
     write: bool = True,
 ) -> RunSummary:
-    """Run the suite's missing jobs (only those ``select`` accepts, if given), collect the
-    leaderboard with its trust flags and, if ``write``, write leaderboard files (CSV, Markdown,
-    HTML report), plots, ``checks.json`` and the manifest."""
+    """Run the suite's uncached tasks (only those of jobs ``select`` accepts, if given) on
+    ``executor`` (default: the suite's ``executor`` section), caching each result as it
+    arrives; collect the leaderboard with its trust flags and, if ``write``, write leaderboard
+    files (CSV, Markdown, HTML report), plots, ``checks.json`` and the manifest."""
+    spec = executor or suite.executor
     device = resolve_device(suite.device)
     torch.use_deterministic_algorithms(True, warn_only=True)
     cache = ResultCache(suite.cache_root)
-    data = _Data(suite)
     jobs = expand_jobs(suite, device.type)
     summary = RunSummary(leaderboard=pd.DataFrame())
-    total = len(jobs)
-    log(f"suite '{suite.name}': {total} job(s) on {device}, cache {cache.root}")
-
-    for model_spec in suite.models:
-        base: nn.Module | None = None  # built or trained once, shared by its post-hoc rows
-        for row_name in model_spec.row_names():
-            row_jobs = [j for j in jobs if j.model is model_spec and j.row_name == row_name]
-            pending = [j for j in row_jobs if not cache.has(j.key)]
-            summary.reused += [j.label for j in row_jobs if j not in pending]
-            if select is not None:
-                summary.missing += [j.label for j in pending if not select(j)]
-                pending = [j for j in pending if select(j)]
-            if not pending:
-                continue
-            started = time.perf_counter()
-            if base is None:
-                base = materialize_model(model_spec, suite, data, device, progress)
-            model = base
-            posthoc = pending[0].posthoc
-            if posthoc is not None:
-                seed = derive_seed(suite.seed, pending[0].seed_key or pending[0].key, "posthoc")
-                model = fit_posthoc(posthoc.method, base, data.split("val"), posthoc.params, seed)
-                model = model.to(device).eval()
-            log(f"  model {row_name}: ready in {time.perf_counter() - started:.1f}s")
-            eval_data = data.evaluation_set()
-            for job in pending:
-                started = time.perf_counter()
-                result = run_job(job, model, eval_data, suite, device, progress)
-                cache.put(job.key, result, {"model": row_name, "evaluation": job.label})
-                summary.executed.append(job.label)
-                log(
-                    f"  [{len(summary.executed)}] {job.label}: {time.perf_counter() - started:.1f}s"
-                )
+    summary.reused = [job.label for job in jobs if cache.has(job.key)]
+    if select is not None:
+        summary.missing = [j.label for j in jobs if not cache.has(j.key) and not select(j)]
+    selected = jobs if select is None else [j for j in jobs if select(j)]
+    pending, shards = plan_tasks(suite, selected, cache)
+    log(
+        f"suite '{suite.name}': {len(jobs)} job(s), {len(pending)} task(s) to run on {device} "
+        f"({spec.kind} executor), cache {cache.root}"
+    )
+    with make_executor(spec, suite, device, progress) as runner:
+        for outcome in runner.run(pending):
+            task = outcome.item.task
+            if outcome.error is not None:
+                raise BenchmarkError(outcome.error)
+            assert outcome.result is not None
+            cache.put(
+                task.key, outcome.result, {"model": task.job.row_name, "evaluation": task.label}
+            )
+            summary.executed.append(task.label)
+            log(f"  [{len(summary.executed)}/{len(pending)}] {task.label}: {outcome.seconds:.1f}s")
+    for job in selected:
+        if job.key in shards:  # every shard is cached now: merge into the job's result
+            merged = merge_shards(job, shards[job.key], cache)
+            cache.put(job.key, merged, {"model": job.row_name, "evaluation": job.label})
     log(f"  {len(summary.executed)} job(s) run, {len(summary.reused)} reused from cache")
 
     summary.leaderboard, summary.findings, summary.trust = collect(suite, jobs, cache)

@@ -10,6 +10,7 @@ Validation happens in three passes, each reporting ``<file>: <field.path>: <what
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from benchmark.registry import Registry, format_validation_error
 from benchmark.suite.schema import EvaluationSpec, Suite
 
 MAX_SUITE_BYTES = 1 << 20
+# Bound on the document after expanding YAML aliases: a 1 KB "billion laughs" file of nested
+# anchors expands to billions of nodes that validation would walk one by one.
+MAX_SUITE_NODES = 100_000
 
 
 class SuiteError(BenchmarkError):
@@ -54,7 +58,15 @@ def read_yaml(path: Path) -> Any:
     if path.stat().st_size > MAX_SUITE_BYTES:
         raise SuiteError([f"{path}: suite file larger than {MAX_SUITE_BYTES} bytes; refusing"])
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text()
+        nodes = _expanded_nodes(yaml.compose(text, Loader=yaml.SafeLoader), {})
+        if nodes > MAX_SUITE_NODES:
+            raise SuiteError(
+                [f"{path}: suite expands to {nodes} YAML nodes (aliases); limit {MAX_SUITE_NODES}"]
+            )
+        return yaml.safe_load(text)
+    except RecursionError:
+        raise SuiteError([f"{path}: invalid YAML: nested too deeply"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -62,6 +74,41 @@ def read_yaml(path: Path) -> Any:
         raise SuiteError([f"{path}: invalid YAML: {where}{problem}"]) from None
     except UnicodeDecodeError:
         raise SuiteError([f"{path}: not a UTF-8 text file"]) from None
+
+
+def _expanded_nodes(node: yaml.Node | None, memo: dict[int, int]) -> int:
+    """Number of nodes of the document with every alias expanded (memoized per node)."""
+    if node is None:
+        return 0
+    if id(node) not in memo:
+        memo[id(node)] = 1  # provisional: guards against recursive (self-referencing) aliases
+        if isinstance(node, yaml.SequenceNode):
+            memo[id(node)] = 1 + sum(_expanded_nodes(child, memo) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            memo[id(node)] = 1 + sum(
+                _expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value
+            )
+    return memo[id(node)]
+
+
+def non_finite_numbers(value: Any, where: str = "") -> list[str]:
+    """Paths of NaN/inf floats (YAML's .nan, .inf): no suite field means them, and a NaN
+    eps or learning rate would silently poison every number downstream."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{where or '(top level)'}: non-finite number {value} not allowed"]
+    if isinstance(value, dict):
+        return [
+            line
+            for key, item in value.items()
+            for line in non_finite_numbers(item, f"{where}.{key}" if where else str(key))
+        ]
+    if isinstance(value, list):
+        return [
+            line
+            for i, item in enumerate(value)
+            for line in non_finite_numbers(item, f"{where}[{i}]")
+        ]
+    return []
 
 
 def _check_params(
@@ -118,6 +165,16 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             errors.append(unknown(EVALUATIONS, spec.type, f"{field}.type"))
         else:
             errors += _check_params(EVALUATIONS, spec.type, spec.params, f"{field}.params", source)
+            shardable = getattr(EVALUATIONS.get(spec.type).obj, "shardable", False)
+            if spec.shard_size is not None and not shardable:
+                errors.append(
+                    f"{source}: {field}.shard_size: evaluation type '{spec.type}' cannot be "
+                    "sharded (shardable: the single-attack types and 'attacks')"
+                )
+    from benchmark.runner.executors import EXECUTORS
+
+    if suite.executor.kind not in EXECUTORS:
+        errors.append(unknown(EXECUTORS, suite.executor.kind, "executor.kind"))
     for i, reference in enumerate(suite.references):
         if not Path(reference).exists():
             errors.append(f"{source}: references[{i}]: file or folder not found: {reference}")
@@ -147,6 +204,8 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(
             [f"{path}: expected a mapping of suite fields at the top level, got {got}"]
         )
+    if bad := non_finite_numbers(raw):
+        raise SuiteError([f"{path}: {line}" for line in bad])
     load_registries()
     plugins = raw.get("plugins") or []
     if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):

@@ -97,6 +97,22 @@ class EvaluationSpec(_Strict):
         None, pattern=r"^[A-Za-z0-9_./+-]+$", description="column prefix (default from params)"
     )
     params: dict[str, Any] = Field(default_factory=dict)
+    shard_size: int | None = Field(
+        None, ge=1, description="split into example ranges of this size (parallel, resumable)"
+    )
+
+
+class ExecutorSpec(_Strict):
+    """Where the suite's jobs run. Results land in the same cache whatever the executor, and
+    every job is seeded from its key, so the numbers do not depend on this section."""
+
+    kind: str = Field("local", description="registered executor: local | process | ray")
+    workers: int | None = Field(
+        None, ge=1, le=1024, description="parallel jobs (default: CPU cores; local: 1)"
+    )
+    ray_address: str | None = Field(
+        None, description="existing Ray cluster (e.g. 'ray://head:10001'); default: start one"
+    )
 
 
 class Suite(_Strict):
@@ -129,6 +145,7 @@ class Suite(_Strict):
         description="add a 'sanity' evaluation (gradient-masking checks) when the suite has "
         "an adversarial evaluation and lists no 'sanity' itself",
     )
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Suite:

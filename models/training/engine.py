@@ -1,24 +1,46 @@
 """Train-or-reuse: produce a checkpoint for (builder, params, recipe, data, seed), cached by hash.
 
 The cache key covers everything that determines the weights, so a second run -- or a second
-suite naming the same model -- reuses the file instead of retraining. Checkpoints are written
-atomically and their SHA-256 is recorded beside them; a modified file is detected on load.
+suite naming the same model -- reuses the file instead of retraining. A file lock per
+checkpoint makes concurrent workers (process pool, Ray, two ``run`` commands) train it once.
+Checkpoints are written atomically and their SHA-256 is recorded beside them; a modified file
+is detected on load.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 
 from benchmark.datasets.base import ArrayDataset
 from benchmark.utils import derive_seed, stable_hash, write_text_atomic
 from models.checkpoints import load_checkpoint, save_checkpoint
 from models.registry import NormalizedModel, build_model
 from models.training.recipes import RECIPES, TrainContext
+
+# CPU training runs with this many intra-op threads whatever the machine or executor: the
+# weight-gradient reductions of convolutions split the batch across threads, so the weights
+# depend on the thread count (1 vs 2 threads give different checkpoints). Pinning it makes a
+# checkpoint the same in process, in a pool worker, on Ray, and on any CPU. Part of the key.
+TRAINING_CPU_THREADS = 1
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,7 @@ class TrainingJob:
                 "recipe_params": full_params,
                 "data": self.data,
                 "seed": self.seed,
+                "cpu_threads": TRAINING_CPU_THREADS,
             }
         )
 
@@ -64,6 +87,23 @@ def train_or_load(
     """Return the trained model for ``job``, training it only if no cached checkpoint exists."""
     key = job.key()
     checkpoint = checkpoint_path(job, checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    # One trainer per checkpoint across processes and hosts sharing the folder: the others
+    # wait here, then find the finished checkpoint and load it instead of training again.
+    with FileLock(str(checkpoint.with_suffix(".lock"))):
+        return _train_or_load_locked(job, key, checkpoint, train, val, device, progress)
+
+
+def _train_or_load_locked(
+    job: TrainingJob,
+    key: str,
+    checkpoint: Path,
+    train: ArrayDataset,
+    val: ArrayDataset | None,
+    device: torch.device,
+    progress: bool,
+) -> tuple[NormalizedModel, Path]:
+    checkpoint_dir = checkpoint.parent
     meta_path = checkpoint.with_suffix(".json")
     torch.manual_seed(derive_seed(job.seed, key, "init"))
     model = build_model(job.model_key, job.model_params, train.info)
@@ -84,7 +124,8 @@ def train_or_load(
         checkpoint_dir=checkpoint_dir,
     )
     torch.manual_seed(ctx.seed)
-    result = recipe.obj(model, train, val, params, ctx)
+    with torch_threads(TRAINING_CPU_THREADS) if device.type == "cpu" else nullcontext():
+        result = recipe.obj(model, train, val, params, ctx)
     model.cpu()
     sha = save_checkpoint(model, checkpoint)
     meta = {"sha256": sha, "job": job.__dict__, "key": key, **result}

@@ -1,0 +1,220 @@
+"""Executors: where a suite's tasks run -- in process, in a local process pool, or on Ray.
+
+The runner hands an executor the tasks that are not cached yet and writes each finished
+result to the cache as it arrives, so every executor feeds the same content-addressed cache
+and leaderboard, and a run killed at any point resumes with only the missing tasks. The
+executor only decides placement: every task is seeded from its job key (see
+:mod:`benchmark.runner.worker`), so local, process and Ray runs give identical numbers.
+
+New executors register with :func:`register_executor`; the suite's ``executor.kind`` or the
+CLI's ``--executor`` picks one by key.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from benchmark.errors import BenchmarkError
+from benchmark.registry import Entry, Registry, StrictParams
+from benchmark.runner import worker
+from benchmark.runner.jobs import Task
+from benchmark.runner.worker import JobWorker, WorkItem, WorkOutcome
+from benchmark.suite.schema import ExecutorSpec, Suite
+
+
+class Executor(ABC):
+    """Runs tasks and yields their outcomes as they finish (in any order)."""
+
+    default_workers: ClassVar[int | None] = None  # None: one per CPU core
+
+    def __init__(
+        self, spec: ExecutorSpec, suite: Suite, device: torch.device, progress: bool
+    ) -> None:
+        self.spec, self.suite, self.device, self.progress = spec, suite, device, progress
+        self.workers = spec.workers or self.default_workers or cpu_count()
+
+    @abstractmethod
+    def run(self, tasks: Sequence[Task]) -> Iterator[WorkOutcome]:
+        """Yield one outcome per task; stop early if the caller stops iterating."""
+
+    def close(self) -> None:  # noqa: B027  (optional hook; local has nothing to release)
+        """Release workers (called once, also after an error or Ctrl-C)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def threads_per_worker(self) -> int:
+        """Torch threads per worker so that workers x threads <= cores (no oversubscription)."""
+        return max(1, cpu_count() // self.workers)
+
+    def item(self, task: Task, device: str | None = None) -> WorkItem:
+        return WorkItem(
+            self.suite,
+            task,
+            device or self.device.type,
+            self.threads_per_worker(),
+            tuple(p for p in sys.path if p),
+        )
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
+
+
+def register_executor(key: str, description: str) -> Callable[[type[Executor]], type[Executor]]:
+    def decorator(cls: type[Executor]) -> type[Executor]:
+        EXECUTORS.add(Entry(key, cls, description, StrictParams))
+        return cls
+
+    return decorator
+
+
+def cpu_count() -> int:
+    """CPU cores this process may use (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@register_executor("local", "in this process, one job after another (default)")
+class LocalExecutor(Executor):
+    default_workers = 1
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[WorkOutcome]:
+        runner = JobWorker(self.suite, self.device, self.progress)
+        for task in tasks:
+            started = time.perf_counter()
+            result = runner.run(task)  # user errors propagate as BenchmarkError
+            yield WorkOutcome(
+                WorkItem(self.suite, task, self.device.type, None),
+                result,
+                None,
+                time.perf_counter() - started,
+                os.getpid(),
+            )
+
+
+def _assign_device(slots: Any, devices: list[str]) -> None:
+    """Pool initializer: each worker takes a slot number and its device (GPU i % n)."""
+    slot = slots.get()
+    worker.PROCESS_DEVICE = devices[slot % len(devices)]
+
+
+@register_executor("process", "a pool of worker processes on this machine, one job each")
+class ProcessExecutor(Executor):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[WorkOutcome]:
+        if not tasks:
+            return
+        context = multiprocessing.get_context("spawn")  # no forked torch/OpenMP state
+        slots = context.Queue()
+        for slot in range(self.workers):
+            slots.put(slot)
+        if self.device.type == "cuda":
+            devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        else:
+            devices = [self.device.type]
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_assign_device, initargs=(slots, devices)
+        )
+        pending: set[Future[WorkOutcome]] = {
+            self._pool.submit(worker.execute, self.item(task)) for task in tasks
+        }
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+@register_executor("ray", "each job a Ray task (local Ray, or a cluster via ray_address)")
+class RayExecutor(Executor):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        try:
+            import ray
+        except ImportError:
+            raise BenchmarkError(
+                "executor 'ray': Ray is not installed; pip install -e '.[ray]'"
+            ) from None
+        self.ray = ray
+        self._started = False
+
+    def _connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if self.spec.ray_address:
+            options["address"] = self.spec.ray_address
+        else:
+            # Local Ray: as many CPU slots as workers; workers import this checkout.
+            options["num_cpus"] = self.workers
+            root = str(Path(__file__).resolve().parents[2])
+            paths = [root, os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+            os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+        try:
+            ray.init(**options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = self.spec.ray_address or "a local Ray instance"
+            raise BenchmarkError(f"executor 'ray': cannot start/connect {where}: {exc}") from None
+        self._started = True
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[WorkOutcome]:
+        if not tasks:
+            return
+        self._connect()
+        ray = self.ray
+        gpus = 1 if self.device.type == "cuda" else 0
+        remote = ray.remote(worker.execute).options(
+            num_cpus=1,
+            num_gpus=gpus,
+            max_retries=1,  # a worker lost to a node failure is retried once
+        )
+        pending = [remote.remote(self.item(task)) for task in tasks]
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+    def threads_per_worker(self) -> int:
+        if self.spec.ray_address:
+            return 1  # one CPU requested per task on a cluster
+        return super().threads_per_worker()
+
+    def close(self) -> None:
+        if self._started:
+            self.ray.shutdown()
+            self._started = False
+
+
+def make_executor(
+    spec: ExecutorSpec, suite: Suite, device: torch.device, progress: bool
+) -> Executor:
+    if spec.kind not in EXECUTORS:
+        known = ", ".join(EXECUTORS.keys())
+        raise BenchmarkError(f"executor: unknown executor '{spec.kind}' (known: {known})")
+    return EXECUTORS.get(spec.kind).obj(spec, suite, device, progress)

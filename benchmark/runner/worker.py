@@ -1,0 +1,231 @@
+"""Running jobs wherever an executor places them: in the driver, a pool process or a Ray task.
+
+A :class:`JobWorker` turns a job key into an :class:`EvaluationResult`. It needs only the
+(picklable) suite and a device, so any process can host one; it rebuilds the job list itself,
+materializes models lazily (trained models come from the checkpoint cache, which a file lock
+guards so that two workers never train the same model at once) and keeps the last model so
+consecutive jobs of one model build it once. Every job is seeded from its key and every
+post-hoc fit from its row's identity, so placement and order never change a number.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchmark.datasets import ArrayDataset, load_dataset
+from benchmark.errors import BenchmarkError
+from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult
+from benchmark.runner.jobs import Task, expand_jobs, model_identity, posthoc_identity, training_job
+from benchmark.suite.schema import ModelSpec, Suite
+from benchmark.utils import derive_seed, seed_everything, stable_hash
+from models import NormalizedModel, build_model, load_checkpoint
+from models.posthoc import fit_posthoc
+from models.training import train_or_load
+
+
+class SuiteData:
+    """Loads each split of the suite's dataset at most once per process."""
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self._splits: dict[str, ArrayDataset] = {}
+
+    def split(self, name: str) -> ArrayDataset:
+        if name not in self._splits:
+            spec = self.suite.dataset
+            self._splits[name] = load_dataset(
+                spec.name,
+                name,
+                root=spec.root,
+                download=spec.download,  # type: ignore[arg-type]
+            )
+        return self._splits[name]
+
+    def evaluation_set(self) -> ArrayDataset:
+        spec = self.suite.dataset
+        return self.split(spec.split).subset(spec.n_examples, spec.subset_seed)
+
+
+def materialize_model(
+    spec: ModelSpec, suite: Suite, data: SuiteData, device: torch.device, progress: bool
+) -> nn.Module:
+    """Return the model for ``spec`` in eval mode on ``device`` (training it if needed)."""
+    info = data.split(suite.dataset.split).info
+    if spec.training is not None:
+        val = data.split("val") if spec.training.validation else None
+        model, _ = train_or_load(
+            training_job(spec, suite),
+            data.split("train"),
+            val,
+            Path(suite.cache_root) / "checkpoints",
+            device,
+            progress,
+        )
+    else:
+        torch.manual_seed(derive_seed(suite.seed, model_identity(spec, suite), "init"))
+        model = build_model(spec.model, spec.params, info)
+        if spec.checkpoint is not None:
+            load_checkpoint(model, spec.checkpoint)
+    model = model.to(device).eval()
+    if suite.channels_last and isinstance(model, NormalizedModel):
+        model.use_channels_last()
+    return model
+
+
+def run_job(
+    task: Task,
+    model: nn.Module,
+    data: ArrayDataset,
+    suite: Suite,
+    device: torch.device,
+    progress: bool,
+) -> EvaluationResult:
+    """Run one task (a job or a shard of one) with the job's seed, the model in eval mode."""
+    job = task.job
+    entry = EVALUATIONS.get(job.evaluation.type)
+    evaluation = entry.obj(entry.params_model.model_validate(job.evaluation.params))
+    # The job's seed, also for its shards; seed_key leaves out settings that change only
+    # float rounding (channels_last), so that they do not also change the random draws.
+    seed = derive_seed(suite.seed, job.seed_key or job.key)
+    seed_everything(seed)
+    ctx = EvalContext(device=device, batch_size=suite.batch_size, seed=seed, progress=progress)
+    model.eval()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if task.shard is None:
+        result = evaluation.run(model, data, ctx)
+    else:
+        result = evaluation.run_shard(model, data, ctx, *task.shard)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    if changed or model.training:
+        # Weights or BatchNorm statistics moved during evaluation (e.g. a train-mode forward
+        # inside an attack): flag the result and restore the model for the next jobs.
+        result.extras["flags"] = [*result.extras.get("flags", []), "state_changed"]
+        result.extras["state_changed"] = changed[:10]
+        model.load_state_dict(before)
+        model.eval()
+    return result
+
+
+def check_model_output(
+    model: nn.Module, data: ArrayDataset, row: str, device: torch.device
+) -> None:
+    """A model must map a batch (N, C, H, W) to finite logits (N, num_classes); anything
+    else (a plugin returning features, probabilities of the wrong width, a tuple) would
+    otherwise fail deep inside an attack or, worse, be scored."""
+    probe = data.x[:2].to(device)
+    with torch.no_grad():
+        out = model(probe)
+    expected = (len(probe), data.info.num_classes)
+    if not isinstance(out, torch.Tensor):
+        raise BenchmarkError(f"model '{row}': returned {type(out).__name__}, expected a tensor")
+    if tuple(out.shape) != expected:
+        raise BenchmarkError(
+            f"model '{row}': output shape {tuple(out.shape)} for {len(probe)} input(s), "
+            f"expected {expected} (logits)"
+        )
+    if not torch.isfinite(out).all():
+        raise BenchmarkError(f"model '{row}': non-finite outputs (NaN/inf) on clean inputs")
+
+
+class JobWorker:
+    """Executes the tasks of one suite in this process, reusing the last model it built."""
+
+    def __init__(self, suite: Suite, device: torch.device, progress: bool = False) -> None:
+        self.suite, self.device, self.progress = suite, device, progress
+        self.data = SuiteData(suite)
+        self._jobs = {job.key: job for job in expand_jobs(suite, device.type)}
+        self._base: tuple[str, nn.Module] | None = None  # (model identity, model)
+        self._rows: dict[str, nn.Module] = {}  # post-hoc rows of that base model
+
+    def _model(self, task: Task) -> nn.Module:
+        job, suite = task.job, self.suite
+        identity = stable_hash(model_identity(job.model, suite))
+        if self._base is None or self._base[0] != identity:
+            self._rows.clear()
+            self._base = None  # free the previous model before building the next
+            model = materialize_model(job.model, suite, self.data, self.device, self.progress)
+            check_model_output(model, self.data.evaluation_set(), job.row_name, self.device)
+            self._base = (identity, model)
+        base = self._base[1]
+        if job.posthoc is None:
+            return base
+        if job.row_name not in self._rows:
+            # Seeded by the row's identity, never by which of its jobs happens to run first.
+            seed = derive_seed(suite.seed, identity, posthoc_identity(job.posthoc), "posthoc")
+            method, params = job.posthoc.method, job.posthoc.params
+            fitted = fit_posthoc(method, base, self.data.split("val"), params, seed)
+            self._rows[job.row_name] = fitted.to(self.device).eval()
+        return self._rows[job.row_name]
+
+    def run(self, task: Task) -> EvaluationResult:
+        if task.job.key not in self._jobs:
+            raise BenchmarkError(f"job {task.job.key}: not a job of suite '{self.suite.name}'")
+        model = self._model(task)
+        return run_job(
+            task, model, self.data.evaluation_set(), self.suite, self.device, self.progress
+        )
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """What an executor ships to a worker: everything needed to run one task anywhere."""
+
+    suite: Suite
+    task: Task
+    device: str  # "cpu", "cuda", "cuda:1"
+    threads: int | None  # torch intra-op threads (None: leave torch's default)
+    sys_path: tuple[str, ...] = ()  # the driver's import path (plugins, the checkout)
+
+
+@dataclass
+class WorkOutcome:
+    """A finished task: its result, or the one-line message of the user error it hit."""
+
+    item: WorkItem
+    result: EvaluationResult | None
+    error: str | None
+    seconds: float
+    pid: int
+
+
+PROCESS_DEVICE: str | None = None  # set by a pool initializer: this process's GPU
+_WORKERS: dict[tuple[str, str], JobWorker] = {}  # per process: (suite hash, device) -> worker
+
+
+def execute(item: WorkItem) -> WorkOutcome:
+    """Run ``item`` in this process (the function pool processes and Ray tasks call).
+
+    User errors come back as a message rather than an exception: exceptions cross process
+    boundaries as tracebacks, and the driver must print exactly one line and exit 2.
+    """
+    started = time.perf_counter()
+    for entry in reversed(item.sys_path):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if item.threads is not None:
+        torch.set_num_threads(item.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = item.device
+    if PROCESS_DEVICE is not None and device.split(":")[0] == PROCESS_DEVICE.split(":")[0]:
+        device = PROCESS_DEVICE
+    try:
+        worker_key = (stable_hash(item.suite.model_dump()), device)
+        if worker_key not in _WORKERS:
+            from benchmark.suite.loader import import_plugins, load_registries
+
+            load_registries()
+            import_plugins(item.suite.plugins, f"suite '{item.suite.name}'")
+            _WORKERS.clear()  # one suite per process at a time: bounded memory
+            _WORKERS[worker_key] = JobWorker(item.suite, torch.device(device))
+        result = _WORKERS[worker_key].run(item.task)
+        error = None
+    except BenchmarkError as exc:
+        result, error = None, " ".join(str(exc).split("\n"))
+    return WorkOutcome(item, result, error, time.perf_counter() - started, os.getpid())
