@@ -60,8 +60,9 @@ def run_with(folder: Path, suite: dict[str, Any], executor: ExecutorSpec) -> pd.
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
-    summary = run_suite(load_suite(path), progress=False, log=quiet, executor=executor)
-    assert len(summary.executed) == len(summary.leaderboard) * len(suite["evaluations"])
+    loaded = load_suite(path)  # with the automatic sanity evaluation
+    summary = run_suite(loaded, progress=False, log=quiet, executor=executor)
+    assert len(summary.executed) == len(summary.leaderboard) * len(loaded.evaluations)
     return summary.leaderboard
 
 

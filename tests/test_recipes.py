@@ -422,7 +422,11 @@ RECIPE_STATE = {"adals": "p", "ar_adals": "scores_train", "pgd_at": "best", "sam
 
 
 def test_every_registered_recipe_has_a_resume_case():
-    assert set(RECIPES.keys()) <= set(RESUMABLE)
+    # the package's recipes; tests may register their own (e.g. test_executors' "counting")
+    keys = RECIPES.keys()  # a Registry, not a dict: iterating it does not give keys
+    ours = {key for key in keys if RECIPES.get(key).obj.__module__.startswith("models.")}
+    assert ours <= set(RESUMABLE)
+    assert {"standard", "pgd_at", "trades", "ar_adals"} <= ours
 
 
 @pytest.mark.parametrize("recipe", sorted(RESUMABLE))
