@@ -2,14 +2,15 @@
 
     python -m benchmarks.attacks [--model resnet20] [--width 1.0] [--n 256] [--batch 128]
                                  [--steps 10] [--cw-steps 50] [--repeats 3] [--ic-images 200]
-                                 [--device cpu] [--skip-corruptions]
+                                 [--device cpu] [--skip-corruptions] [--no-compile]
 
 One process, one model (random weights: cost does not depend on training), one batch of
 32x32x3 inputs labelled with the model's own predictions (so every example starts correctly
 classified and no attack gets a free skip). Each comparison runs its contenders in interleaved
 rounds and keeps the best time of each, so load bursts on a shared machine hit all of them.
-Every measurement runs on the plain (NCHW) model and on its ``channels_last`` copy (the suite
-option ``channels_last: true``). Prints and writes ``benchmarks/results/attacks.{json,md}``:
+Every attack measurement runs on the plain (NCHW) model, on its ``channels_last`` copy and on
+its ``torch.compile``d copy (the suite options ``channels_last: true`` / ``compile: true``;
+warm-up rounds absorb compilation). Prints and writes ``benchmarks/results/attacks.{json,md}``:
 
 1. our PGD-k time / (k x one batched input-gradient pass): overhead over the floor;
 2. our PGD-k time / torchattacks PGD-k time, identical settings (no early stopping);
@@ -109,13 +110,14 @@ def pgd_section(models: dict[str, nn.Module], batches: list, args: argparse.Name
         }
         for layout in models
     ]
-    if "channels_last" in models:
-        rows.append(
-            {
-                "name": "ratio 2 (ours channels_last / torchattacks plain)",
-                "value": t["ours channels_last"] / t["torchattacks plain"],
-            }
-        )
+    rows += [
+        {
+            "name": f"ratio 2 (ours {layout} / torchattacks plain)",
+            "value": t[f"ours {layout}"] / t["torchattacks plain"],
+        }
+        for layout in models
+        if layout != "plain"
+    ]
     return rows
 
 
@@ -155,13 +157,21 @@ def cw_section(models: dict[str, nn.Module], batches: list, args: argparse.Names
         }
         for layout in models
     ]
-    if "channels_last" in models:
-        rows.append(
-            {
-                "name": "ratio 3 (ours channels_last / foolbox plain)",
-                "value": t["ours channels_last"] / t["foolbox plain"],
-            }
-        )
+    rows += [
+        {
+            "name": f"ratio 3 (ours {layout} / foolbox plain)",
+            "value": t[f"ours {layout}"] / t["foolbox plain"],
+        }
+        for layout in models
+        if layout != "plain"
+    ]
+    floor = input_gradient_floor(models["plain"], [(x, y)], args.cw_steps)
+    t_floor = interleaved_best({"floor": floor}, 1, device)["floor"]
+    rows += [
+        {"name": f"CW floor: {args.cw_steps} input-gradient passes, plain (s)", "value": t_floor},
+        {"name": "foolbox CW plain / its floor", "value": t["foolbox plain"] / t_floor},
+        {"name": "our CW plain / its floor", "value": t["ours plain"] / t_floor},
+    ]
     return rows
 
 
@@ -276,12 +286,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ic-images", type=int, default=200)
     parser.add_argument("--skip-corruptions", action="store_true")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
     plain = build_model(args.model, {"width": args.width}, CIFAR10_INFO).to(device).eval()
     models = {"plain": plain, "channels_last": copy.deepcopy(plain).use_channels_last()}
+    if not args.no_compile:  # the suite options channels_last: true and compile: true
+        compiled = copy.deepcopy(plain)
+        compiled.compile()
+        models["compiled"] = compiled
     x = torch.rand(args.n, 3, 32, 32, device=device)
     with torch.no_grad():  # not inference_mode: the labels enter autograd graphs later
         y = plain(x).argmax(1)  # correctly classified by construction

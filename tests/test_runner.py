@@ -218,3 +218,14 @@ def test_channels_last_changes_keys_not_numbers(tmp_path, write_suite):
     boards = [run_suite(s, progress=False, log=quiet).leaderboard for s in (plain, nhwc)]
     numeric = boards[0].select_dtypes("number").columns
     pd.testing.assert_frame_equal(boards[0][numeric], boards[1][numeric], rtol=1e-4)
+
+
+def test_compile_changes_keys_not_numbers(tmp_path, write_suite):
+    plain = make_suite(tmp_path, write_suite)
+    compiled = load_suite(write_suite(tiny_suite(tmp_path, compile=True), "compiled.yaml"))
+    plain_jobs, compiled_jobs = expand_jobs(plain, "cpu"), expand_jobs(compiled, "cpu")
+    assert not {j.key for j in plain_jobs} & {j.key for j in compiled_jobs}
+    assert [j.seed_key for j in plain_jobs] == [j.seed_key for j in compiled_jobs]  # same draws
+    boards = [run_suite(s, progress=False, log=quiet).leaderboard for s in (plain, compiled)]
+    numeric = boards[0].select_dtypes("number").columns
+    pd.testing.assert_frame_equal(boards[0][numeric], boards[1][numeric], rtol=1e-4)

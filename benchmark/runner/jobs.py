@@ -89,7 +89,7 @@ class Job:
     key: str
     evaluation_name: str  # leaderboard column prefix
     # What the job's random numbers are derived from: the key without settings that change
-    # only float rounding (channels_last), so such a setting does not also change the draws.
+    # only float rounding (channels_last, compile), so such settings do not change the draws.
     seed_key: str = ""
 
     @property
@@ -137,12 +137,11 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
                     "device": device_type,
                 }
                 seed_key = stable_hash(identity_of_numbers)
-                # channels_last only when set, so that suites without it keep their keys
-                key = (
-                    stable_hash({**identity_of_numbers, "channels_last": True})
-                    if suite.channels_last
-                    else seed_key
-                )
+                # rounding-only settings enter the key only when set, so that suites without
+                # them keep their keys
+                rounding = {"channels_last": suite.channels_last, "compile": suite.compile}
+                rounding = {k: True for k, v in rounding.items() if v}
+                key = stable_hash({**identity_of_numbers, **rounding}) if rounding else seed_key
                 name = evaluation_name(evaluation.type, evaluation.name, evaluation.params)
                 jobs.append(Job(model, posthoc, row_name, evaluation, key, name, seed_key))
     return jobs

@@ -76,6 +76,10 @@ def materialize_model(
     model = model.to(device).eval()
     if suite.channels_last and isinstance(model, NormalizedModel):
         model.use_channels_last()
+    if suite.compile:
+        # In place (nn.Module.compile): state_dict keys, attributes such as ``randomized``
+        # and the state-change check stay as they are. Compilation happens lazily, per graph.
+        model.compile()
     return model
 
 
@@ -92,7 +96,7 @@ def run_job(
     entry = EVALUATIONS.get(job.evaluation.type)
     evaluation = entry.obj(entry.params_model.model_validate(job.evaluation.params))
     # The job's seed, also for its shards; seed_key leaves out settings that change only
-    # float rounding (channels_last), so that they do not also change the random draws.
+    # float rounding (channels_last, compile), so that they do not change the random draws.
     seed = derive_seed(suite.seed, job.seed_key or job.key)
     seed_everything(seed)
     ctx = EvalContext(device=device, batch_size=suite.batch_size, seed=seed, progress=progress)

@@ -126,6 +126,13 @@ class Suite(_Strict):
         description="evaluate with NHWC weights and inputs: faster convolutions on CPU/GPU, "
         "numbers equal up to float rounding (part of the cache key)",
     )
+    compile: bool = Field(
+        False,
+        description="torch.compile each evaluated model (in place): faster forward/backward "
+        "passes after a one-off compile per graph (seconds to a minute each; attacks and "
+        "clean passes compile separately), numbers equal up to float rounding (part of the "
+        "cache key); pays off for long attacks, not for short suites",
+    )
     dataset: DatasetSpec
     models: list[ModelSpec] = Field(min_length=1)
     evaluations: list[EvaluationSpec] = Field(min_length=1)
