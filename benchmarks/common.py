@@ -15,21 +15,6 @@ import torch
 RESULTS = Path(__file__).parent / "results"
 
 
-def best_time(fn: Callable[[], Any], repeats: int = 3, device: torch.device | None = None) -> float:
-    """Best of ``repeats`` wall-clock runs (after one warm-up), synchronizing CUDA."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def interleaved_best(
     fns: dict[str, Callable[[], Any]], repeats: int = 3, device: torch.device | None = None
 ) -> dict[str, float]:
