@@ -9,6 +9,7 @@ from torch import nn
 from tqdm import tqdm
 
 from benchmark.datasets.base import ArrayDataset
+from benchmark.errors import BenchmarkError
 from benchmark.metrics import (
     accuracy,
     aupr_error,
@@ -40,16 +41,37 @@ def predict_probs(
     desc: str = "predict",
 ) -> np.ndarray:
     """Softmax probabilities (float64, N x K); averaged over ``n_samples`` passes for
-    randomized models (the mean-softmax prediction of MC dropout and ensembles)."""
+    randomized models (the mean-softmax prediction of MC dropout and ensembles).
+
+    A batch that runs out of device memory is retried at half the size, and the smaller size
+    is kept for the rest: a suite's ``batch_size`` then only has to be an upper bound. (Only
+    here: attacks run on fixed blocks of ``batch_size`` examples, which also fix their random
+    draws and shard boundaries, so they must not change size mid-run.)
+    """
     chunks = []
-    starts = range(0, len(x), batch_size)
-    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
-        batch = x[start : start + batch_size].to(device)
-        probs = None
-        for _ in range(n_samples):
-            p = torch.softmax(model(batch).double(), dim=1)
-            probs = p if probs is None else probs + p
+    bar = tqdm(total=len(x), desc=desc, unit="img", disable=not progress, leave=False)
+    start, size = 0, batch_size
+    while start < len(x):
+        batch = x[start : start + size].to(device)
+        try:
+            probs = None
+            for _ in range(n_samples):
+                p = torch.softmax(model(batch).double(), dim=1)
+                probs = p if probs is None else probs + p
+        except torch.OutOfMemoryError:
+            del batch
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if size == 1:
+                raise BenchmarkError(
+                    f"{desc}: out of {device} memory with a batch of one example"
+                ) from None
+            size = max(1, size // 2)
+            continue
         chunks.append((probs / n_samples).cpu().numpy())
+        bar.update(len(batch))
+        start += len(batch)
+    bar.close()
     return np.concatenate(chunks) if chunks else np.zeros((0, 0))
 
 
