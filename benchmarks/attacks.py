@@ -63,6 +63,29 @@ def input_gradient_floor(model: nn.Module, batches: list, steps: int) -> Any:
     return run
 
 
+def versus(
+    t: dict[str, float], number: str, attack: str, reference: str, layouts: list[str]
+) -> list[Row]:
+    """Ratio rows: ours / the reference library on each model layout, then ours on each
+    faster layout / the reference on the plain model (what switching to us gives a user)."""
+    rows = [
+        {
+            "name": f"ratio {number} ({layout}): our {attack} / {reference} {attack}, same model",
+            "value": t[f"ours {layout}"] / t[f"{reference} {layout}"],
+        }
+        for layout in layouts
+    ]
+    rows += [
+        {
+            "name": f"ratio {number} (ours {layout} / {reference} plain)",
+            "value": t[f"ours {layout}"] / t[f"{reference} plain"],
+        }
+        for layout in layouts
+        if layout != "plain"
+    ]
+    return rows
+
+
 def pgd_section(models: dict[str, nn.Module], batches: list, args: argparse.Namespace) -> list[Row]:
     import torchattacks
 
@@ -103,21 +126,7 @@ def pgd_section(models: dict[str, nn.Module], batches: list, args: argparse.Name
                 "value": t[f"ours {layout}"] / t[f"floor {layout}"],
             }
         )
-    rows += [
-        {
-            "name": f"ratio 2 ({layout}): our PGD / torchattacks PGD, same model",
-            "value": t[f"ours {layout}"] / t[f"torchattacks {layout}"],
-        }
-        for layout in models
-    ]
-    rows += [
-        {
-            "name": f"ratio 2 (ours {layout} / torchattacks plain)",
-            "value": t[f"ours {layout}"] / t["torchattacks plain"],
-        }
-        for layout in models
-        if layout != "plain"
-    ]
+    rows += versus(t, "2", "PGD", "torchattacks", list(models))
     return rows
 
 
@@ -150,21 +159,7 @@ def cw_section(models: dict[str, nn.Module], batches: list, args: argparse.Names
         {"name": f"CW-L2, {args.cw_steps} iterations, {len(x)} images: {name} (s)", "value": v}
         for name, v in t.items()
     ]
-    rows += [
-        {
-            "name": f"ratio 3 ({layout}): our CW / foolbox CW, same model",
-            "value": t[f"ours {layout}"] / t[f"foolbox {layout}"],
-        }
-        for layout in models
-    ]
-    rows += [
-        {
-            "name": f"ratio 3 (ours {layout} / foolbox plain)",
-            "value": t[f"ours {layout}"] / t["foolbox plain"],
-        }
-        for layout in models
-        if layout != "plain"
-    ]
+    rows += versus(t, "3", "CW", "foolbox", list(models))
     floor = input_gradient_floor(models["plain"], [(x, y)], args.cw_steps)
     t_floor = interleaved_best({"floor": floor}, 1, device)["floor"]
     rows += [

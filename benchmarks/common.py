@@ -37,9 +37,14 @@ def interleaved_best(
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
+    """What a timing depends on: software versions, processor, threads, device, load."""
+    import numpy as np
+
     info = {
+        "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "numpy": np.__version__,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

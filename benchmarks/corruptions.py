@@ -11,29 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmark.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from benchmark.utils import write_text_atomic
-
-
-def machine_info() -> dict[str, object]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
+from benchmarks.common import machine_info
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
@@ -71,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:18s} {per:>44s} {mean:7.2f} {args.n / mean:8.0f}", flush=True)
     total = sum(sum(r["seconds_per_severity"]) for r in rows)
     print(f"total {total:.1f} s for {len(rows)} corruptions x 5 severities")
-    report = {"n_images": args.n, "image_shape": [3, 32, 32], "machine": machine_info(),
+    report = {"n_images": args.n, "image_shape": [3, 32, 32],
+              "machine": machine_info(torch.device("cpu")),
               "total_seconds": total, "results": rows}  # fmt: skip
     write_text_atomic(Path(args.out), json.dumps(report, indent=1))
     print(f"wrote {args.out}")

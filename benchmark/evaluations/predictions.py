@@ -66,7 +66,7 @@ def predict_probs(
                 raise BenchmarkError(
                     f"{desc}: out of {device} memory with a batch of one example"
                 ) from None
-            size = max(1, size // 2)
+            size //= 2
             continue
         chunks.append((probs / n_samples).cpu().numpy())
         bar.update(len(batch))

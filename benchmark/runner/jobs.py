@@ -90,7 +90,7 @@ class Job:
     evaluation_name: str  # leaderboard column prefix
     # What the job's random numbers are derived from: the key without settings that change
     # only float rounding (channels_last, compile), so such settings do not change the draws.
-    seed_key: str = ""
+    seed_key: str
 
     @property
     def label(self) -> str:

@@ -161,11 +161,6 @@ def write_report(suite: Suite, jobs: list[Job], cache: ResultCache, summary: Run
     return path
 
 
-def collect_leaderboard(suite: Suite, jobs: list[Job], cache: ResultCache) -> pd.DataFrame:
-    """The leaderboard of the cached results, trust flags included."""
-    return collect(suite, jobs, cache)[0]
-
-
 def collect(
     suite: Suite, jobs: list[Job], cache: ResultCache
 ) -> tuple[pd.DataFrame, list[Finding], TrustInputs]:

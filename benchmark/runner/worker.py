@@ -97,7 +97,7 @@ def run_job(
     evaluation = entry.obj(entry.params_model.model_validate(job.evaluation.params))
     # The job's seed, also for its shards; seed_key leaves out settings that change only
     # float rounding (channels_last, compile), so that they do not change the random draws.
-    seed = derive_seed(suite.seed, job.seed_key or job.key)
+    seed = derive_seed(suite.seed, job.seed_key)
     seed_everything(seed)
     ctx = EvalContext(device=device, batch_size=suite.batch_size, seed=seed, progress=progress)
     model.eval()
