@@ -23,12 +23,31 @@ EPILOG = """examples:
   python -m benchmark train suites/recipes_digits.yaml --model pgd_at
                                                       train (or reuse) models, evaluate nothing
   python -m benchmark validate suites/cifar10.yaml    check a suite without running it
+  python -m benchmark run suites/cifar10-pretrained.yaml --set dataset.root=../shared/data
+                                                      same suite, another data folder
   python -m benchmark models                          list registered models and parameters
   python -m benchmark leaderboard --sort clean_ece_pct
   python -m benchmark check suites/quickstart.yaml    trust flags with explanations and numbers
   python -m benchmark compare runs/quickstart small_cnn resnet20_w0.5
                                                       paired tests between two models
 """
+
+
+SET_HELP = (
+    "override a suite field before validation, e.g. --set dataset.root=../shared/data "
+    "--set models[0].params.width=0.5 (value read as YAML); repeatable"
+)
+
+
+def add_set_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        dest="overrides",
+        help=SET_HELP,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run a suite (reusing cached results) and print the leaderboard"
     )
     run.add_argument("suite", help="suite YAML file, e.g. suites/quickstart.yaml")
+    add_set_option(run)
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument("--quiet", action="store_true", help="print only the leaderboard")
     run.add_argument(
@@ -59,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train the suite's models (reusing cached checkpoints); evaluate nothing"
     )
     train.add_argument("suite", help="suite YAML file")
+    add_set_option(train)
     train.add_argument(
         "--model", action="append", metavar="NAME", help="only this model (row name); repeatable"
     )
@@ -66,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check suite files without running them")
     validate.add_argument("suites", nargs="+", help="suite YAML file(s)")
+    add_set_option(validate)
 
     listing = commands.add_parser("models", help="list registered models and their parameters")
     listing.add_argument(
@@ -89,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="trust checks on a suite's cached results (runs the 'sanity' checks if missing)",
     )
     check.add_argument("suite", help="suite YAML file")
+    add_set_option(check)
     check.add_argument("--no-progress", action="store_true", help="hide progress bars")
     check.add_argument("--strict", action="store_true", help="exit 1 if any flag is raised")
 
@@ -112,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write a run's leaderboard as RobustBench JSON entries"
     )
     export.add_argument("suite", help="suite YAML file (its leaderboard CSV must exist)")
+    add_set_option(export)
     export.add_argument(
         "--out",
         default=None,
@@ -125,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.runner import run_suite
     from benchmark.suite import load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, args.overrides)
     log = (lambda _message: None) if args.quiet else None
     kwargs = {"log": log} if log else {}
     executor = executor_overrides(suite.executor, args)
@@ -156,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from benchmark.runner import train_suite
     from benchmark.suite import load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, args.overrides)
     for path in train_suite(suite, args.model, progress=not args.no_progress):
         print(path)
     return 0
@@ -166,7 +190,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.suite import load_suite
 
     for path in args.suites:
-        suite = load_suite(path)
+        suite = load_suite(path, args.overrides)
         print(
             f"{path}: ok ({len(suite.models)} model(s) x {len(suite.evaluations)} evaluation(s) "
             f"on {suite.dataset.name}/{suite.dataset.split})"
@@ -227,7 +251,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from benchmark.suite.loader import with_sanity
     from benchmark.trust.checks import format_findings
 
-    suite = with_sanity(load_suite(args.suite), always=True)
+    suite = with_sanity(load_suite(args.suite, args.overrides), always=True)
     summary = run_suite(
         suite,
         progress=not args.no_progress,
@@ -267,7 +291,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from benchmark.robustbench import export_entries
     from benchmark.suite import load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, args.overrides)
     frame = read_leaderboard(Path(suite.leaderboard_dir) / f"{suite.name}.csv")
     out = args.out or str(Path(suite.leaderboard_dir) / "robustbench")
     written = export_entries(suite, frame, out)

@@ -125,7 +125,8 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> list[st
             if isinstance(part, int):
                 path += f"[{part}]"
             else:
-                path += f".{part}" if path else str(part)
+                name = _printable(str(part))
+                path += f".{name}" if path else name
         message = item["msg"]
         if item["type"] == "value_error":
             message = message.removeprefix("Value error, ")
@@ -135,5 +136,11 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> list[st
             message = "required field is missing"
         elif "input" in item and item["type"] not in ("model_type", "value_error"):
             message += f" (got {item['input']!r})"
-        lines.append(f"{path or '<top level>'}: {message}")
+        # one line each, whatever the document holds (a key "\n" must not split the line)
+        lines.append(f"{path or '<top level>'}: {message}".replace("\n", "\\n"))
     return lines
+
+
+def _printable(name: str) -> str:
+    """A field name as typed (``width``), or quoted with escapes if it has odd characters."""
+    return name if name.isprintable() and name.strip() == name and name else repr(name)

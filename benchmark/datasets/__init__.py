@@ -1,6 +1,6 @@
 """Datasets: the registry plus the built-in loaders (importing this module registers them)."""
 
-from benchmark.datasets import cifar10, digits
+from benchmark.datasets import cifar10, digits, mnist
 from benchmark.datasets.base import (
     DATASETS,
     ArrayDataset,
@@ -18,5 +18,6 @@ __all__ = [
     "cifar10",
     "digits",
     "load_dataset",
+    "mnist",
     "register_dataset",
 ]

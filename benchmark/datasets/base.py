@@ -78,9 +78,14 @@ Loader = Callable[[DatasetOptions, Split], ArrayDataset]
 DATASETS: Registry[Loader] = Registry("dataset")
 
 
-def register_dataset(key: str, description: str) -> Callable[[Loader], Loader]:
+def register_dataset(
+    key: str, description: str, *, info: DataInfo | None = None
+) -> Callable[[Loader], Loader]:
+    """Register ``loader`` under ``key``. ``info``, when the statistics are fixed, lets a
+    suite be checked against the data (e.g. normalization lengths) without loading it."""
+
     def decorator(loader: Loader) -> Loader:
-        DATASETS.add(Entry(key, loader, description, DatasetOptions))
+        DATASETS.add(Entry(key, loader, description, DatasetOptions, {"info": info}))
         return loader
 
     return decorator

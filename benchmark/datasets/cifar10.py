@@ -136,7 +136,9 @@ def _folder(options: DatasetOptions) -> Path:
     )
 
 
-@register_dataset("cifar10", "CIFAR-10 (32x32 RGB, 10 classes); official python batches")
+@register_dataset(
+    "cifar10", "CIFAR-10 (32x32 RGB, 10 classes); official python batches", info=CIFAR10_INFO
+)
 def load_cifar10(options: DatasetOptions, split: Split) -> ArrayDataset:
     folder = _folder(options)
     files = TEST_FILES if split == "test" else TRAIN_FILES

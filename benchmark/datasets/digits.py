@@ -27,7 +27,11 @@ DIGITS_INFO = DataInfo(
 )
 
 
-@register_dataset("digits", "scikit-learn handwritten digits, 8x8 grayscale, 10 classes (offline)")
+@register_dataset(
+    "digits",
+    "scikit-learn handwritten digits, 8x8 grayscale, 10 classes (offline)",
+    info=DIGITS_INFO,
+)
 def load_digits(options: DatasetOptions, split: Split) -> ArrayDataset:
     from sklearn.datasets import load_digits as sklearn_digits
 

@@ -9,14 +9,16 @@ the leaderboard are not part of it, so renaming a row reuses its results.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmark.evaluations import EVALUATIONS, evaluation_name
 from benchmark.suite.schema import EvaluationSpec, ModelSpec, PosthocSpec, Suite
-from benchmark.utils import file_sha256, stable_hash
+from benchmark.utils import stable_hash
 from models import MODELS
 from models.posthoc import POSTHOC
 from models.training import TrainingJob
+from models.weights import cached_sha256
 
 
 def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
@@ -32,6 +34,7 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
             "val": "val" if spec.training.validation else None,
         },
         seed=suite.seed if spec.training.seed is None else spec.training.seed,
+        normalization=spec.normalization_override,
     )
 
 
@@ -40,8 +43,13 @@ def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
         "model": spec.model,
         "params": MODELS.validate_params(spec.model, spec.params).model_dump(),
     }
-    if spec.checkpoint is not None:
-        identity["checkpoint_sha256"] = file_sha256(spec.checkpoint)
+    if spec.normalization is not None:  # only when set: other models keep their keys
+        identity["normalization"] = spec.normalization_override
+    if (source := spec.checkpoint_source) is not None:
+        # a URL checkpoint is identified by its declared hash: no download to compute a key
+        identity["checkpoint_sha256"] = source.sha256 or cached_sha256(Path(source.path or ""))
+        extraction = {"checkpoint_key": spec.checkpoint_key, "strip_prefix": spec.strip_prefix}
+        identity.update({k: v for k, v in extraction.items() if v is not None})
     elif spec.training is not None:
         identity["training"] = training_job(spec, suite).key()
     elif spec.pretrained:

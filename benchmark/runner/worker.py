@@ -28,6 +28,7 @@ from benchmark.utils import derive_seed, seed_everything, stable_hash
 from models import NormalizedModel, build_model, load_checkpoint
 from models.posthoc import fit_posthoc
 from models.training import train_or_load
+from models.weights import resolve_checkpoint
 
 
 class SuiteData:
@@ -70,9 +71,19 @@ def materialize_model(
         )
     else:
         torch.manual_seed(derive_seed(suite.seed, model_identity(spec, suite), "init"))
-        model = build_model(spec.model, spec.params, info)
-        if spec.checkpoint is not None:
-            load_checkpoint(model, spec.checkpoint)
+        model = build_model(
+            spec.model, spec.params, info, normalization=spec.normalization_override
+        )
+        if (source := spec.checkpoint_source) is not None:
+            path = resolve_checkpoint(
+                source.path, source.url, source.sha256, suite.weights_dir, progress
+            )
+            load_checkpoint(
+                model,
+                path,
+                checkpoint_key=spec.checkpoint_key,
+                strip_prefix=spec.strip_prefix,
+            )
     model = model.to(device).eval()
     if suite.channels_last and isinstance(model, NormalizedModel):
         model.use_channels_last()

@@ -10,7 +10,10 @@ Validation happens in three passes, each reporting ``<file>: <field.path>: <what
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,10 @@ from pydantic import ValidationError
 
 from benchmark.errors import BenchmarkError
 from benchmark.registry import Registry, format_validation_error
-from benchmark.suite.schema import EvaluationSpec, Suite
+from benchmark.suite.overrides import apply_override
+from benchmark.suite.schema import EvaluationSpec, ModelSpec, Normalization, Suite
+from benchmark.utils import stable_hash
+from models.weights import cached_sha256
 
 MAX_SUITE_BYTES = 1 << 20
 # Bound on the document after expanding YAML aliases: a 1 KB "billion laughs" file of nested
@@ -41,15 +47,60 @@ def load_registries() -> None:
     import models.training  # noqa: F401
 
 
+def is_plugin_file(plugin: str) -> bool:
+    """A plugin given as a ``.py`` file (path) rather than an importable module name."""
+    return plugin.endswith(".py")
+
+
+def _import_file(path: Path) -> None:
+    """Import the plugin file ``path`` once per process, under a name derived from its
+    absolute path (two files both called ``plugin.py`` do not clash)."""
+    resolved = path.resolve()
+    name = f"benchmark_plugin_{resolved.stem}_{stable_hash(str(resolved), 8)}"
+    if name in sys.modules:
+        return
+    if not resolved.is_file():
+        raise FileNotFoundError(f"no such file: {resolved}")
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"not a Python file: {resolved}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
 def import_plugins(plugins: list[str], source: str) -> None:
-    for index, module in enumerate(plugins):
+    """Import every plugin (module names, or ``.py`` files: absolute, or relative to the
+    current directory; :func:`load_suite` makes a suite's relative to the suite file)."""
+    for index, plugin in enumerate(plugins):
         try:
-            importlib.import_module(module)
+            if is_plugin_file(plugin):
+                _import_file(Path(plugin))
+            else:
+                importlib.import_module(plugin)
         except Exception as exc:  # any failure inside a plugin is the user's to fix
             reason = f"{type(exc).__name__}: {exc}"
             raise SuiteError(
-                [f"{source}: plugins[{index}]: cannot import '{module}': {reason}"]
+                [f"{source}: plugins[{index}]: cannot import '{plugin}': {reason}"]
             ) from None
+
+
+def plugins_relative_to(raw: dict[str, Any], suite_file: Path) -> None:
+    """Make the suite's ``.py`` plugin paths absolute, relative to the suite file, so that
+    the suite imports the same files from any working directory and in any worker."""
+    plugins = raw.get("plugins")
+    if not isinstance(plugins, list):
+        return
+    raw["plugins"] = [
+        str((suite_file.parent / p).resolve())
+        if isinstance(p, str) and is_plugin_file(p) and not Path(p).is_absolute()
+        else p
+        for p in plugins
+    ]
 
 
 def read_yaml(path: Path) -> Any:
@@ -121,6 +172,37 @@ def _check_params(
     return []
 
 
+def _check_checkpoint(spec: ModelSpec, field: str, source: str) -> list[str]:
+    """A local checkpoint exists (and has the declared hash); URLs are fetched at run time."""
+    checkpoint = spec.checkpoint_source
+    if checkpoint is None or checkpoint.path is None:
+        return []
+    path = Path(checkpoint.path)
+    if not path.is_file():
+        return [f"{source}: {field}.checkpoint: file not found: {checkpoint.path}"]
+    if checkpoint.sha256 is not None and (actual := cached_sha256(path)) != checkpoint.sha256:
+        return [
+            f"{source}: {field}.checkpoint: {checkpoint.path} has SHA-256 {actual[:16]}..., "
+            f"expected {checkpoint.sha256[:16]}..."
+        ]
+    return []
+
+
+def _check_normalization(spec: ModelSpec, dataset: str, field: str, source: str) -> list[str]:
+    """One mean/std per channel of the dataset, when the dataset declares its channels."""
+    from benchmark.datasets import DATASETS
+
+    if not isinstance(spec.normalization, Normalization) or dataset not in DATASETS:
+        return []
+    info = DATASETS.get(dataset).extras.get("info")
+    if info is None or len(spec.normalization.mean) == info.in_channels:
+        return []
+    return [
+        f"{source}: {field}.normalization: {len(spec.normalization.mean)} values per "
+        f"statistic, expected one per channel of '{dataset}' ({info.in_channels})"
+    ]
+
+
 def _check_registries(suite: Suite, source: str) -> list[str]:
     from benchmark.datasets import DATASETS
     from benchmark.evaluations import EVALUATIONS, evaluation_name
@@ -141,8 +223,8 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             errors.append(unknown(MODELS, spec.model, f"{field}.model"))
         else:
             errors += _check_params(MODELS, spec.model, spec.params, f"{field}.params", source)
-        if spec.checkpoint is not None and not Path(spec.checkpoint).is_file():
-            errors.append(f"{source}: {field}.checkpoint: file not found: {spec.checkpoint}")
+        errors += _check_checkpoint(spec, field, source)
+        errors += _check_normalization(spec, suite.dataset.name, field, source)
         for j, posthoc in enumerate(spec.posthoc):
             where = f"{field}.posthoc[{j}]"
             if posthoc.method not in POSTHOC:
@@ -195,8 +277,12 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
     return errors
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read, validate and return the suite at ``path``; raise :class:`SuiteError` if invalid."""
+def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
+    """Read, validate and return the suite at ``path``; raise :class:`SuiteError` if invalid.
+
+    ``overrides`` are ``dotted.field=value`` strings (the CLI's ``--set``) applied to the
+    document before validation, so an overridden suite is checked exactly like a file.
+    """
     path = Path(path)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
@@ -204,8 +290,11 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(
             [f"{path}: expected a mapping of suite fields at the top level, got {got}"]
         )
+    for override in overrides:
+        apply_override(raw, override)
     if bad := non_finite_numbers(raw):
         raise SuiteError([f"{path}: {line}" for line in bad])
+    plugins_relative_to(raw, path)
     load_registries()
     plugins = raw.get("plugins") or []
     if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
 class _Strict(BaseModel):
@@ -53,11 +61,87 @@ class PosthocSpec(_Strict):
         return self.name or self.method
 
 
+def _as_model(value: object, model: type[BaseModel]) -> object:
+    """Validate a mapping into ``model`` with its errors as one message, so that a union
+    field (``str | mapping``) reports what is wrong with the mapping, not both alternatives."""
+    if value is None or isinstance(value, model):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping for {model.__name__} (got {value!r})")
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        from benchmark.registry import format_validation_error
+
+        lines = [line.removeprefix("<top level>: ") for line in format_validation_error(exc)]
+        raise ValueError("; ".join(lines)) from None
+
+
+class CheckpointSource(_Strict):
+    """Where a model's weights come from: a local file, or a URL downloaded once.
+
+    A URL needs its SHA-256: the download is verified before use, and a file with that hash
+    in a weights directory (suite ``weights_dir``, ``$BENCHMARK_WEIGHTS_DIR``) or in the
+    weights cache is used without any network access. A local ``path`` with ``sha256`` is
+    checked too (so ``validate`` catches a replaced file).
+    """
+
+    path: str | None = Field(None, description="local weights file (.pt, .pth, .th, .safetensors)")
+    url: str | None = Field(
+        None, pattern=r"^(https?|file)://", description="download from here (once, cached)"
+    )
+    sha256: str | None = Field(
+        None, pattern=SHA256_PATTERN, description="expected SHA-256 (64 lowercase hex digits)"
+    )
+
+    @model_validator(mode="after")
+    def _one_location(self) -> CheckpointSource:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of 'path' or 'url'")
+        if self.url is not None and self.sha256 is None:
+            raise ValueError("a 'url' needs its 'sha256' (downloads are always verified)")
+        return self
+
+
+class Normalization(_Strict):
+    """Per-channel ``(x - mean) / std`` applied inside the model, replacing the dataset's."""
+
+    mean: list[float] = Field(min_length=1)
+    std: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Normalization:
+        if len(self.mean) != len(self.std):
+            raise ValueError(
+                f"mean has {len(self.mean)} values but std has {len(self.std)}; give one per "
+                "channel"
+            )
+        if any(s <= 0 for s in self.std):
+            raise ValueError("every std must be > 0")
+        return self
+
+
 class ModelSpec(_Strict):
     name: str | None = Field(None, pattern=NAME_PATTERN, description="leaderboard row name")
     model: str = Field(description="registered model key")
     params: dict[str, Any] = Field(default_factory=dict, description="builder parameters")
-    checkpoint: str | None = Field(None, description="weights file (.pt or .safetensors)")
+    checkpoint: str | CheckpointSource | None = Field(
+        None, description="weights: a file path, or {path|url, sha256}"
+    )
+    checkpoint_key: str | None = Field(
+        None,
+        min_length=1,
+        description="dotted path of the state dict inside the checkpoint (when guessing is "
+        "ambiguous), e.g. 'state_dict' or 'model.ema'",
+    )
+    strip_prefix: str | None = Field(
+        None, min_length=1, description="remove this prefix from every weight name"
+    )
+    normalization: Normalization | Literal["none"] | None = Field(
+        None,
+        description="the model's own input normalization {mean: [...], std: [...]} or 'none' "
+        "(inputs in [0, 1] reach the network unchanged); default: the dataset's",
+    )
     training: TrainingSpec | None = None
     random_init: bool = Field(False, description="untrained weights from the seed (tests only)")
     pretrained: bool = Field(
@@ -66,6 +150,20 @@ class ModelSpec(_Strict):
     posthoc: list[PosthocSpec] = Field(
         default_factory=list, description="extra rows: <name>+<method>, fitted on 'val'"
     )
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _checkpoint_mapping(cls, value: object) -> object:
+        return value if isinstance(value, str) else _as_model(value, CheckpointSource)
+
+    @field_validator("normalization", mode="before")
+    @classmethod
+    def _normalization_mapping(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value != "none":
+                raise ValueError(f"expected 'none' or {{mean: [...], std: [...]}} (got {value!r})")
+            return value
+        return _as_model(value, Normalization)
 
     @model_validator(mode="after")
     def _one_weight_source(self) -> ModelSpec:
@@ -80,7 +178,25 @@ class ModelSpec(_Strict):
                 "give exactly one weight source: 'checkpoint', 'training', 'pretrained: true' "
                 "or 'random_init: true'"
             )
+        if self.checkpoint is None and (self.checkpoint_key or self.strip_prefix):
+            raise ValueError("'checkpoint_key' and 'strip_prefix' need a 'checkpoint'")
         return self
+
+    @property
+    def checkpoint_source(self) -> CheckpointSource | None:
+        """``checkpoint`` as a :class:`CheckpointSource` (a plain string is a path)."""
+        if isinstance(self.checkpoint, str):
+            return CheckpointSource(path=self.checkpoint)
+        return self.checkpoint
+
+    @property
+    def normalization_override(
+        self,
+    ) -> tuple[tuple[float, ...], tuple[float, ...]] | Literal["none"] | None:
+        """What :func:`models.build_model` takes: (mean, std), "none", or None (dataset's)."""
+        if self.normalization is None or self.normalization == "none":
+            return self.normalization
+        return tuple(self.normalization.mean), tuple(self.normalization.std)
 
     @property
     def row_name(self) -> str:
@@ -141,7 +257,16 @@ class Suite(_Strict):
         None, description="result/checkpoint cache; default <output_dir>/cache"
     )
     leaderboard_dir: str = "leaderboard"
-    plugins: list[str] = Field(default_factory=list, description="modules that register extras")
+    weights_dir: list[str] = Field(
+        default_factory=list,
+        description="folders searched (by SHA-256) for checkpoint files before downloading; "
+        "also $BENCHMARK_WEIGHTS_DIR",
+    )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="modules (importable names, or .py files relative to the suite file) "
+        "that register extras",
+    )
     references: list[str] = Field(
         default_factory=list,
         description="RobustBench JSON entries (files or model_info folders) shown as "
@@ -153,6 +278,11 @@ class Suite(_Strict):
         "an adversarial evaluation and lists no 'sanity' itself",
     )
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+
+    @field_validator("weights_dir", mode="before")
+    @classmethod
+    def _one_folder_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Suite:

@@ -22,7 +22,7 @@ from filelock import FileLock
 from benchmark.datasets.base import ArrayDataset
 from benchmark.utils import derive_seed, stable_hash, write_text_atomic
 from models.checkpoints import load_checkpoint, save_checkpoint
-from models.registry import NormalizedModel, build_model
+from models.registry import Normalization, NormalizedModel, build_model
 from models.training.recipes import RECIPES, TrainContext
 
 # CPU training runs with this many intra-op threads whatever the machine or executor: the
@@ -53,12 +53,17 @@ class TrainingJob:
     recipe_params: dict[str, Any]
     data: dict[str, Any]  # identifies the training data (dataset name, splits)
     seed: int
+    # (mean, std) replacing the dataset's inside the model; in the key only when set, so
+    # models without an override keep their checkpoints
+    normalization: Normalization | None = None
 
     def key(self) -> str:
         recipe = RECIPES.get(self.recipe)
         full_params = recipe.params_model.model_validate(self.recipe_params).model_dump()
+        override = {} if self.normalization is None else {"normalization": self.normalization}
         return stable_hash(
             {
+                **override,
                 "model": self.model_key,
                 "model_params": self.model_params,
                 "recipe": self.recipe,
@@ -106,7 +111,9 @@ def _train_or_load_locked(
     checkpoint_dir = checkpoint.parent
     meta_path = checkpoint.with_suffix(".json")
     torch.manual_seed(derive_seed(job.seed, key, "init"))
-    model = build_model(job.model_key, job.model_params, train.info)
+    model = build_model(
+        job.model_key, job.model_params, train.info, normalization=job.normalization
+    )
     if checkpoint.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         load_checkpoint(model, checkpoint, expected_sha256=meta["sha256"])
