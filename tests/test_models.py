@@ -123,5 +123,6 @@ def test_wrong_width_checkpoint_is_a_clear_error(tmp_path):
     path = tmp_path / "w.pt"
     save_checkpoint(build_model("resnet20", {"width": 0.5}, DIGITS_INFO), path)
     target = build_model("resnet20", {"width": 0.25}, DIGITS_INFO)
-    with pytest.raises(BenchmarkError, match=r"weights do not match the model.*size mismatch"):
+    expected = r"weights do not match the model.*shape mismatch.*checkpoint \(.*vs model \("
+    with pytest.raises(BenchmarkError, match=expected):
         load_checkpoint(target, path)
