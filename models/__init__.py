@@ -1,7 +1,15 @@
 """Model zoo: the registry, the built-in builders (registered on import), checkpoints, training,
 ensembles and post-hoc methods (PEP, temperature scaling)."""
 
-from models import kap_resnet, posthoc, resnet, robustbench_zoo, small_cnn, smooth_resnet
+from models import (
+    kap_resnet,
+    posthoc,
+    resnet,
+    robustbench_zoo,
+    small_cnn,
+    smooth_resnet,
+    verification_zoo,
+)
 from models.checkpoints import load_checkpoint, save_checkpoint
 from models.ensemble import Ensemble, MemberSpec, load_ensemble
 from models.registry import MODELS, NormalizedModel, build_model, register_model
@@ -22,4 +30,5 @@ __all__ = [
     "save_checkpoint",
     "small_cnn",
     "smooth_resnet",
+    "verification_zoo",
 ]

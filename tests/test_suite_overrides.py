@@ -29,7 +29,12 @@ def test_values_keep_their_yaml_types_and_missing_keys_are_created():
     apply_override(document, "models[0].params.width=0.5")
     apply_override(document, "evaluations=[{type: clean}]")
     assert document == {
-        "dataset": {"name": "digits", "root": "../shared/data", "n_examples": 100, "download": True},
+        "dataset": {
+            "name": "digits",
+            "root": "../shared/data",
+            "n_examples": 100,
+            "download": True,
+        },
         "models": [{"params": {"width": 0.5}}],
         "evaluations": [{"type": "clean"}],
     }
