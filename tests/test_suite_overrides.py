@@ -119,3 +119,12 @@ def test_missing_or_broken_py_plugin_fails_in_one_line(tmp_path, write_suite, ca
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "plugins[0]" in err and message in err
     assert os.path.exists(tmp_path / "broken.py")
+
+
+def test_odd_field_names_are_escaped_into_one_line(tmp_path, write_suite, capsys):
+    """Hypothesis found `models: [{"\\n": null}]`: the error line must not split."""
+    spec = tiny_suite(tmp_path)
+    spec["models"] = [{"\n": None, "model": "small_cnn", "random_init": True}]
+    assert main(["validate", str(write_suite(spec))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "models[0].'\\n': unknown field" in err
