@@ -124,3 +124,13 @@ def split_indices(n: int, n_val: int, n_test: int, seed: int) -> dict[str, torch
         "val": order[n_test : n_test + n_val].sort().values,
         "train": order[n_test + n_val :].sort().values,
     }
+
+
+def train_val_indices(n: int, split: Split, n_val: int, seed: int) -> torch.Tensor:
+    """Sorted indices of ``split`` ("train" or "val") in a fixed, seeded train/val split of
+    ``n`` training examples: ``n_val`` for validation, or 10% when there are fewer than
+    ``10 * n_val`` (tiny test fixtures)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = n_val if n >= 10 * n_val else n // 10
+    chosen = order[:n_val] if split == "val" else order[n_val:]
+    return chosen.sort().values

@@ -29,6 +29,7 @@ from benchmark.datasets.base import (
     DatasetOptions,
     Split,
     register_dataset,
+    train_val_indices,
 )
 from benchmark.errors import BenchmarkError
 
@@ -145,13 +146,11 @@ def load_cifar10(options: DatasetOptions, split: Split) -> ArrayDataset:
     parts = [_read_batch(folder / name) for name in files]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    indices = torch.arange(len(labels))
-    if split != "test":
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
-        # Tiny fixtures (tests) keep a 10% validation split instead of 5,000 images.
-        n_val = N_VAL if len(labels) >= 10 * N_VAL else len(labels) // 10
-        chosen = order[:n_val] if split == "val" else order[n_val:]
-        indices = chosen.sort().values
+    indices = (
+        torch.arange(len(labels))
+        if split == "test"
+        else train_val_indices(len(labels), split, N_VAL, SPLIT_SEED)
+    )
     x = torch.from_numpy(images[indices.numpy()]).float().div_(255.0)
     y = torch.from_numpy(labels[indices.numpy()])
     return ArrayDataset("cifar10", split, x, y, CIFAR10_INFO, indices)

@@ -37,6 +37,7 @@ from benchmark.datasets.base import (
     DatasetOptions,
     Split,
     register_dataset,
+    train_val_indices,
 )
 from benchmark.datasets.cifar10 import md5sum
 from benchmark.errors import BenchmarkError
@@ -216,13 +217,11 @@ def load_mnist(options: DatasetOptions, split: Split) -> ArrayDataset:
     images_name, labels_name = FILES["test" if split == "test" else "train"]
     images = _read_images(folder / images_name)
     labels = _read_labels(folder / labels_name, folder / images_name, len(images))
-    indices = torch.arange(len(labels))
-    if split != "test":
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
-        # Tiny fixtures (tests) keep a 10% validation split instead of 5,000 images.
-        n_val = N_VAL if len(labels) >= 10 * N_VAL else len(labels) // 10
-        chosen = order[:n_val] if split == "val" else order[n_val:]
-        indices = chosen.sort().values
+    indices = (
+        torch.arange(len(labels))
+        if split == "test"
+        else train_val_indices(len(labels), split, N_VAL, SPLIT_SEED)
+    )
     picked = indices.numpy()
     x = torch.from_numpy(images[picked]).unsqueeze(1).float().div_(255.0)
     y = torch.from_numpy(labels[picked])
