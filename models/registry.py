@@ -34,20 +34,37 @@ _DATA_ARGUMENTS = {"num_classes", "in_channels", "input_std"}
 
 
 def register_model(
-    key: str, description: str, *, randomized: bool = False
+    key: str,
+    description: str,
+    *,
+    randomized: bool = False,
+    added_params: dict[str, Any] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Register ``builder`` under ``key``.
 
     ``randomized`` declares that the model's output is stochastic at evaluation time (MC
     dropout, test-time noise); attacks then use EOT and the leaderboard marks the row.
+    ``added_params`` names parameters added to an existing builder, with the default that
+    reproduces its old network: at that value they stay out of cache keys (see
+    :func:`key_params`), so adding an option does not retrain or re-evaluate old suites.
     """
 
     def decorator(builder: Builder) -> Builder:
         params = params_model_from_signature(builder, skip=_DATA_ARGUMENTS)
-        MODELS.add(Entry(key, builder, description, params, {"randomized": randomized}))
+        extras = {"randomized": randomized, "added_params": dict(added_params or {})}
+        MODELS.add(Entry(key, builder, description, params, extras))
         return builder
 
     return decorator
+
+
+def key_params(key: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The fully-defaulted parameters of model ``key`` that identify it in cache keys:
+    every parameter, except ``added_params`` left at their backward-compatible value."""
+    entry = MODELS.get(key)
+    full = entry.params_model.model_validate(params).model_dump()
+    added = entry.extras.get("added_params", {})
+    return {k: v for k, v in full.items() if not (k in added and v == added[k])}
 
 
 class NormalizedModel(nn.Module):

@@ -266,7 +266,8 @@ def _he_description(depth: int) -> str:
     )
 
 
-@register_model("resnet20", _he_description(20))
+# shortcut came after resnet20 (always "B" before): old suites keep their checkpoints and keys
+@register_model("resnet20", _he_description(20), added_params={"shortcut": "B"})
 def resnet20(
     num_classes: int, in_channels: int, *, width: float = 1.0, shortcut: Shortcut = "B"
 ) -> nn.Module:

@@ -126,3 +126,14 @@ def test_wrong_width_checkpoint_is_a_clear_error(tmp_path):
     expected = r"weights do not match the model.*shape mismatch.*checkpoint \(.*vs model \("
     with pytest.raises(BenchmarkError, match=expected):
         load_checkpoint(target, path)
+
+
+def test_added_builder_params_at_their_old_value_keep_cache_keys():
+    """resnet20 gained ``shortcut`` (always "B" before): suites that do not set it, or set
+    "B", keep their checkpoints and results; "A" is another network with another key."""
+    from models.registry import key_params
+
+    assert key_params("resnet20", {"width": 0.5}) == {"width": 0.5}
+    assert key_params("resnet20", {"width": 0.5, "shortcut": "B"}) == {"width": 0.5}
+    assert key_params("resnet20", {"shortcut": "A"}) == {"width": 1.0, "shortcut": "A"}
+    assert key_params("resnet56", {}) == {"width": 1.0, "shortcut": "B"}  # new: no old keys

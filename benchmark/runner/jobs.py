@@ -15,8 +15,8 @@ from typing import Any
 from benchmark.evaluations import EVALUATIONS, evaluation_name
 from benchmark.suite.schema import EvaluationSpec, ModelSpec, PosthocSpec, Suite
 from benchmark.utils import stable_hash
-from models import MODELS
 from models.posthoc import POSTHOC
+from models.registry import key_params
 from models.training import TrainingJob
 from models.weights import cached_sha256
 
@@ -25,7 +25,7 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
     assert spec.training is not None
     return TrainingJob(
         model_key=spec.model,
-        model_params=MODELS.validate_params(spec.model, spec.params).model_dump(),
+        model_params=key_params(spec.model, spec.params),
         recipe=spec.training.recipe,
         recipe_params=spec.training.params,
         data={
@@ -41,7 +41,7 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
 def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
     identity: dict[str, Any] = {
         "model": spec.model,
-        "params": MODELS.validate_params(spec.model, spec.params).model_dump(),
+        "params": key_params(spec.model, spec.params),
     }
     if spec.normalization is not None:  # only when set: other models keep their keys
         identity["normalization"] = spec.normalization_override
