@@ -94,6 +94,9 @@ def test_leaderboard_files_and_records(tmp_path, write_suite):
     for metric in ("ece_pct", "aurc_x1000", "fpr95_pct", "auroc_pct"):
         assert from_records[metric] == pytest.approx(board.loc[0, f"clean_{metric}"], nan_ok=True)
     assert (tmp_path / "run" / "manifest.json").is_file()
+    # the job's cost is stored beside its metrics: one forward per evaluated image
+    cost = cache.load_summary(job.key)["cost"]
+    assert cost["forward_images"] == 60 and cost["grad_images"] == 0 and cost["seconds"] > 0
 
 
 def test_cache_keys_follow_what_determines_results(tmp_path, write_suite):

@@ -40,6 +40,9 @@ class EvaluationResult:
     extras: dict[str, Any] = field(default_factory=dict)
     # Extra files (name -> bytes, e.g. a PNG plot or a CSV table) stored with the result.
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    # Wall time and images through the model (benchmark.runner.costs), stored beside the
+    # metrics; never compared or checksummed as a number of the result.
+    cost: dict[str, float | int] = field(default_factory=dict)
 
 
 class Evaluation(ABC):

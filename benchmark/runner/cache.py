@@ -41,6 +41,8 @@ class ResultCache:
         try:
             result.records.to_parquet(tmp / RECORDS_FILE, index=False)
             payload = {"key": key, "metrics": result.metrics, "extras": result.extras, **info}
+            if result.cost:
+                payload["cost"] = result.cost
             for name, content in result.artifacts.items():
                 if "/" in name or name in (RESULT_FILE, RECORDS_FILE) or name.startswith("."):
                     raise ValueError(f"bad artifact name {name!r}")

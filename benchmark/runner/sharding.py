@@ -45,8 +45,13 @@ def plan_tasks(
 def merge_shards(job: Job, shards: list[Task], cache: ResultCache) -> EvaluationResult:
     """Merge the cached results of ``shards`` (all present) into the job's result."""
     results = []
+    cost: dict[str, float | int] = {}
     for task in shards:
         summary = cache.load_summary(task.key)
         records = cache.load_records(task.key)
         results.append(EvaluationResult(summary["metrics"], records, summary["extras"]))
-    return evaluation_of(job.evaluation).merge(results)
+        for name, value in summary.get("cost", {}).items():  # shards' costs add up
+            cost[name] = cost.get(name, 0) + value
+    merged = evaluation_of(job.evaluation).merge(results)
+    merged.cost = cost
+    return merged

@@ -22,6 +22,7 @@ from torch import nn
 from benchmark.datasets import ArrayDataset, load_dataset
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult
+from benchmark.runner.costs import PassCounter
 from benchmark.runner.jobs import Task, expand_jobs, model_identity, posthoc_identity, training_job
 from benchmark.suite.schema import ModelSpec, Suite
 from benchmark.utils import derive_seed, seed_everything, stable_hash
@@ -113,10 +114,12 @@ def run_job(
     ctx = EvalContext(device=device, batch_size=suite.batch_size, seed=seed, progress=progress)
     model.eval()
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if task.shard is None:
-        result = evaluation.run(model, data, ctx)
-    else:
-        result = evaluation.run_shard(model, data, ctx, *task.shard)
+    with PassCounter(model) as counter:
+        if task.shard is None:
+            result = evaluation.run(model, data, ctx)
+        else:
+            result = evaluation.run_shard(model, data, ctx, *task.shard)
+    result.cost = counter.cost.as_dict()
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     if changed or model.training:
         # Weights or BatchNorm statistics moved during evaluation (e.g. a train-mode forward
