@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("models", help="list registered models and their parameters")
     listing.add_argument(
-        "--all", action="store_true", help="also list datasets, evaluation types and recipes"
+        "--all", action="store_true", help="also list datasets, evaluations, attacks and recipes"
     )
     listing.add_argument("--plugin", action="append", default=[], help="module to import first")
 
@@ -102,8 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="leaderboard",
         help="leaderboard CSV, suite YAML, or directory of CSVs (default: leaderboard/)",
     )
-    board.add_argument("--sort", metavar="COLUMN", help="sort by this column, best first")
-    board.add_argument("--ascending", action="store_true", help="force ascending order")
+    board.add_argument(
+        "--sort",
+        metavar="COLUMN",
+        help="sort by this column, best first by its declared direction (<name>.columns.json)",
+    )
+    order = board.add_mutually_exclusive_group()
+    order.add_argument("--ascending", action="store_true", help="force ascending order")
+    order.add_argument(
+        "--descending",
+        action="store_true",
+        help="force descending order (columns without a direction need one of the two)",
+    )
     board.add_argument("--full", action="store_true", help="all columns, CIs separate")
 
     check = commands.add_parser(
@@ -203,16 +213,19 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     load_registries()
     import_plugins(args.plugin, "--plugin")
+    from benchmark.attacks import ATTACKS
     from benchmark.datasets import DATASETS
     from benchmark.evaluations import EVALUATIONS
     from models import MODELS
     from models.training import RECIPES
 
-    registries = [MODELS] + ([DATASETS, EVALUATIONS, RECIPES] if args.all else [])
+    registries = [MODELS] + ([DATASETS, EVALUATIONS, ATTACKS, RECIPES] if args.all else [])
     for registry in registries:
         print(f"{registry.kind}s:")
         for entry in registry:
             flag = " [randomized]" if entry.extras.get("randomized") else ""
+            if "family" in entry.extras:  # attacks: fixed-eps (an evaluation type) or not
+                flag = f" [{entry.extras['family']}]"
             print(f"  {entry.key:<16} {entry.description}{flag}")
             for name, type_name, default in entry.parameter_table():
                 print(f"  {'':<16}   {name}: {type_name} = {default}")
@@ -221,7 +234,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard import format_table, read_leaderboard, sort_leaderboard
+    from benchmark.leaderboard import (
+        format_table,
+        read_columns,
+        read_leaderboard,
+        sort_leaderboard,
+    )
 
     path = Path(args.path)
     if path.suffix in (".yaml", ".yml"):
@@ -238,7 +256,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for index, csv_path in enumerate(paths):
         frame = read_leaderboard(csv_path)
         if args.sort:
-            frame = sort_leaderboard(frame, args.sort, True if args.ascending else None)
+            order = True if args.ascending else False if args.descending else None
+            frame = sort_leaderboard(frame, args.sort, order, read_columns(csv_path))
         if len(paths) > 1:
             print(("\n" if index else "") + f"== {csv_path.stem} ==")
         print(format_table(frame, full=args.full))

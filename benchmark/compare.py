@@ -27,13 +27,23 @@ import pandas as pd
 from scipy.stats import binom
 
 from benchmark.errors import BenchmarkError
+from benchmark.evaluations.adversarial import THREAT_METRICS
 from benchmark.evaluations.predictions import probabilities_from_records
 from benchmark.metrics.bootstrap import resample_counts
 from benchmark.metrics.calibration import batched_ece
 from benchmark.metrics.failure import batched_auroc
+from benchmark.metrics.specs import SUMMARY_METRICS, Direction, find_spec
 from benchmark.runner.cache import RECORDS_FILE
 
 KEY_COLUMNS = ("corruption", "severity", "index")  # what identifies an example in records
+
+
+def _declared_direction(metric: str) -> Direction:
+    """Which way is better for a compared statistic (``acc_pct``, ``robust_acc_pct`` or
+    ``robust_acc_pct@<eps>``, ``ece_pct``, ``auroc_pct``): the declaration of the evaluations
+    that report it (clean and adversarial), never a guess from the name."""
+    spec = find_spec((*SUMMARY_METRICS, *THREAT_METRICS), metric.split("@")[0])
+    return spec.direction if spec is not None else "none"
 
 
 @dataclass
@@ -106,10 +116,17 @@ class MetricComparison:
     significant: bool
     n: int
     detail: dict[str, Any] = field(default_factory=dict)
+    direction: Direction = "none"  # declared: which of a, b is better when they differ
 
     @property
     def difference(self) -> float:
         return self.a - self.b
+
+    def better(self, model_a: str, model_b: str) -> str | None:
+        """The better model by the declared direction; None when it declares none."""
+        if self.direction == "none" or self.difference == 0:
+            return None
+        return model_a if (self.difference > 0) == (self.direction == "higher") else model_b
 
 
 @dataclass
@@ -195,6 +212,7 @@ def compare_records(
                 p < alpha,
                 n,
                 {"only_a_right": only_a, "only_b_right": only_b},
+                _declared_direction(metric),
             )
         )
     if "prob_0" in a.columns and "prob_0" in b.columns and n_resamples > 0 and n > 0:
@@ -226,6 +244,7 @@ def compare_records(
                     bool(np.isfinite(p) and p < alpha),
                     n,
                     {"difference_ci_low": low, "difference_ci_high": high},
+                    _declared_direction(metric),
                 )
             )
     return rows
@@ -284,16 +303,11 @@ def format_comparison(comparison: Comparison) -> str:
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         significant = [r for r in comparison.rows if r.significant]
         for r in significant:
-            better = a if (r.difference > 0) == _higher_is_better(r.metric) else b
-            lines.append(f"{r.evaluation} {r.metric}: {better} is better (p = {r.p_value:.3g})")
+            better = r.better(a, b)
+            verdict = f"{better} is better" if better else "differs (no declared better side)"
+            lines.append(f"{r.evaluation} {r.metric}: {verdict} (p = {r.p_value:.3g})")
         if not significant:
             lines.append(f"no difference is significant at {comparison.alpha}")
     if comparison.skipped:
         lines.append(f"not compared: {', '.join(comparison.skipped)}")
     return "\n".join(lines)
-
-
-def _higher_is_better(metric: str) -> bool:
-    from benchmark.leaderboard import higher_is_better
-
-    return higher_is_better(metric.split("@")[0])

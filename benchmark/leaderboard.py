@@ -2,27 +2,82 @@
 
 Column names are ``<evaluation name>_<metric>`` and carry their scale: ``_pct`` columns are
 percentages, ``nll`` is in nats, ``brier`` is the multi-class Brier score in [0, 2].
-Files are written atomically as CSV (for pandas) and Markdown (for people).
+Files are written atomically as CSV (for pandas) and Markdown (for people), with
+``<name>.columns.json`` beside them: each column's declared unit and direction (which way is
+better), so a CSV read back without its suite still sorts by the declarations, not by a guess
+from the column's name.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.metrics import HIGHER_IS_BETTER_SUFFIXES, LOWER_IS_BETTER_SUFFIXES
+from benchmark.metrics.specs import (
+    MetricSpec,
+    columns_from_json,
+    columns_to_json,
+    direction_of,
+    find_spec,
+)
 from benchmark.utils import write_text_atomic
 
+COLUMNS_SUFFIX = ".columns.json"
 
-def write_leaderboard(frame: pd.DataFrame, directory: str | Path, name: str) -> list[Path]:
+# Columns of the leaderboard itself rather than of one evaluation: the example count and the
+# imported RobustBench numbers of reference rows (``benchmark.robustbench.reference_rows``).
+LEADERBOARD_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("n_examples", "count", "none", "examples of the row's first evaluation"),
+    MetricSpec("reported_acc_pct", "%", "higher", "robust accuracy reported by the paper"),
+    MetricSpec(
+        "robustbench_{threat}_acc_pct", "%", "higher", "RobustBench robust accuracy (reported)"
+    ),
+)
+
+
+def leaderboard_column_spec(column: str) -> MetricSpec | None:
+    """The declaration of a column that no evaluation owns (see ``LEADERBOARD_METRICS``)."""
+    return find_spec(LEADERBOARD_METRICS, column)
+
+
+def columns_path(csv_path: str | Path) -> Path:
+    """Where the column declarations of a leaderboard CSV live: ``<stem>.columns.json``."""
+    csv_path = Path(csv_path)
+    return csv_path.with_name(csv_path.stem + COLUMNS_SUFFIX)
+
+
+def write_leaderboard(
+    frame: pd.DataFrame,
+    directory: str | Path,
+    name: str,
+    columns: Mapping[str, MetricSpec] | None = None,
+) -> list[Path]:
+    """CSV, Markdown and the column declarations (each file written atomically). The
+    declarations go first: a CSV is never newer than the declarations of its columns."""
     directory = Path(directory)
     csv_path, md_path = directory / f"{name}.csv", directory / f"{name}.md"
+    declared = {c: s for c, s in (columns or {}).items() if c in frame.columns}
+    json_path = columns_path(csv_path)
+    write_text_atomic(json_path, json.dumps(columns_to_json(declared), indent=1) + "\n")
     write_text_atomic(csv_path, frame.to_csv(index=False))
     write_text_atomic(md_path, f"# Leaderboard: {name}\n\n{to_markdown(frame)}\n")
-    return [csv_path, md_path]
+    return [csv_path, md_path, json_path]
+
+
+def read_columns(csv_path: str | Path) -> dict[str, MetricSpec]:
+    """The column declarations stored beside a leaderboard CSV; {} when there are none (an
+    older leaderboard) or they cannot be read: every column then has direction "none"."""
+    path = columns_path(csv_path)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return columns_from_json(payload)
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -76,21 +131,26 @@ def read_leaderboard(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def higher_is_better(column: str) -> bool:
-    """Best-first direction of a metric column, from its suffix (accuracies up, errors down)."""
-    if column.endswith(HIGHER_IS_BETTER_SUFFIXES):
-        return True
-    return not column.endswith(LOWER_IS_BETTER_SUFFIXES)
-
-
 def sort_leaderboard(
-    frame: pd.DataFrame, column: str, ascending: bool | None = None
+    frame: pd.DataFrame,
+    column: str,
+    ascending: bool | None = None,
+    columns: Mapping[str, MetricSpec] | None = None,
 ) -> pd.DataFrame:
-    """Sort by ``column``, best first unless ``ascending`` is given explicitly."""
+    """Sort by ``column``: in ``ascending`` order if given, else best first by the column's
+    declared direction (``columns``: column -> declaration). A column with direction "none"
+    (a count, a diagnostic, an undeclared metric, a leaderboard without its declarations) has
+    no best first, so it needs an explicit order rather than a guess."""
     if column not in frame.columns:
         raise BenchmarkError(
             f"--sort: no column '{column}' (columns: {', '.join(map(str, frame.columns))})"
         )
     if ascending is None:
-        ascending = not higher_is_better(column)
+        direction = direction_of(columns, column)
+        if direction == "none":
+            raise BenchmarkError(
+                f"--sort: column '{column}' declares no better direction; "
+                "add --ascending or --descending"
+            )
+        ascending = direction == "lower"
     return frame.sort_values(column, ascending=ascending, kind="stable").reset_index(drop=True)

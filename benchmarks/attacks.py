@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from benchmark.attacks import ATTACKS, AttackContext
-from benchmark.attacks.minimal import CWConfig, carlini_wagner_l2
+from benchmark.attacks.minimal import CarliniWagnerL2
 from benchmark.datasets.base import ArrayDataset
 from benchmark.datasets.cifar10 import CIFAR10_INFO
 from benchmark.evaluations.corruptions import CorruptionsEvaluation
@@ -135,10 +135,12 @@ def cw_section(models: dict[str, nn.Module], batches: list, args: argparse.Names
 
     device = torch.device(args.device)
     x, y = batches[0]
-    config = CWConfig(binary_search_steps=1, steps=args.cw_steps, abort_early=False)
+    cw = CarliniWagnerL2(
+        CarliniWagnerL2.Params(binary_search_steps=1, steps=args.cw_steps, abort_early=False)
+    )
 
     def ours(model: nn.Module) -> Any:
-        return lambda: carlini_wagner_l2(model, x, y, config)
+        return lambda: cw.distances(model, x, y)
 
     def reference(model: nn.Module) -> Any:
         def run() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from benchmark.cli import main
+from benchmark.evaluations.clean import CleanEvaluation
 from benchmark.leaderboard import format_table, sort_leaderboard
 from tests.conftest import tiny_suite
 
@@ -59,6 +60,7 @@ def test_sort_direction_follows_metric_meaning():
     frame = pd.DataFrame(
         {"model": ["a", "b"], "clean_acc_pct": [10.0, 90.0], "clean_ece_pct": [1.0, 5.0]}
     )
-    assert sort_leaderboard(frame, "clean_acc_pct")["model"].tolist() == ["b", "a"]
-    assert sort_leaderboard(frame, "clean_ece_pct")["model"].tolist() == ["a", "b"]
+    columns = {c: CleanEvaluation.metric_spec(c.removeprefix("clean_")) for c in frame.columns[1:]}
+    assert sort_leaderboard(frame, "clean_acc_pct", columns=columns)["model"].tolist() == ["b", "a"]
+    assert sort_leaderboard(frame, "clean_ece_pct", columns=columns)["model"].tolist() == ["a", "b"]
     assert sort_leaderboard(frame, "clean_acc_pct", ascending=True)["model"].tolist() == ["a", "b"]

@@ -1,5 +1,5 @@
 """CW-L2 minimal distances against foolbox, DDN's ranking against CW's, and the
-robustness-ranking evaluation's bins (AR-AdaLS Figure 1)."""
+robustness-ranking evaluation's bins (AR-AdaLS Figure 1). FMN: tests/test_minimal_attacks.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from benchmark.attacks.minimal import CWConfig, DDNConfig, carlini_wagner_l2, ddn_l2
+from benchmark.attacks.minimal import CarliniWagnerL2, DecoupledDirectionNormL2
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations import EVALUATIONS, EvalContext
 from benchmark.evaluations.ranking import robustness_bins
@@ -32,7 +32,8 @@ def test_cw_l2_agrees_with_foolbox(trained):
 
     model, data = trained
     x, y = correct_subset(model, data, 40)
-    ours, adv = carlini_wagner_l2(model, x, y, CWConfig(binary_search_steps=9, steps=100))
+    cw = CarliniWagnerL2(CarliniWagnerL2.Params(binary_search_steps=9, steps=100))
+    ours, adv = cw.distances(model, x, y)
     attack = foolbox.attacks.L2CarliniWagnerAttack(
         binary_search_steps=9, steps=100, stepsize=0.01, confidence=0, initial_const=0.001
     )
@@ -54,8 +55,10 @@ def test_cw_l2_agrees_with_foolbox(trained):
 def test_ddn_ranking_correlates_with_cw(trained):
     model, data = trained
     x, y = correct_subset(model, data, 40)
-    cw, _ = carlini_wagner_l2(model, x, y, CWConfig(binary_search_steps=9, steps=100))
-    ddn, adv = ddn_l2(model, x, y, DDNConfig(steps=100))
+    cw_params = CarliniWagnerL2.Params(binary_search_steps=9, steps=100)
+    cw, _ = CarliniWagnerL2(cw_params).distances(model, x, y)
+    ddn_params = DecoupledDirectionNormL2.Params(steps=100)
+    ddn, adv = DecoupledDirectionNormL2(ddn_params).distances(model, x, y)
     assert torch.isfinite(ddn).all()
     assert spearmanr(cw, ddn).statistic > 0.8
     with torch.no_grad():

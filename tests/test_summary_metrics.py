@@ -16,7 +16,6 @@ from benchmark.evaluations.predictions import (
     prediction_records,
     summary_metrics,
 )
-from benchmark.leaderboard import higher_is_better
 
 CORE = ["acc_pct", "nll", "brier", "ece_pct", "mce_pct"]
 FAILURE = [
@@ -81,9 +80,10 @@ def test_every_column_sorts_in_its_documented_direction():
     columns = summary_metrics(
         fake_probs(data), data.y.numpy(), extra_ece=True, bootstrap=5, rng=np.random.default_rng(0)
     )
-    for column in columns:
+    for column in columns:  # as declared by the clean evaluation (CIs: their metric's)
         base = column.removesuffix("_ci_low").removesuffix("_ci_high")
-        assert higher_is_better(f"clean_{column}") == (base in higher), column
+        spec = CleanEvaluation.metric_spec(column)
+        assert spec is not None and spec.direction == ("higher" if base in higher else "lower")
 
 
 def test_metrics_from_records_equals_summary_of_the_same_predictions():

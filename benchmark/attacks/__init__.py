@@ -1,16 +1,33 @@
-"""Adversarial attacks (search only) and threat models; importing registers the built-ins."""
+"""Adversarial attacks (search only) and threat models; importing registers the built-ins:
+fixed-eps (PGD, FGSM, Square, AutoAttack, torchattacks) and minimal-norm (CW, DDN, FMN)."""
 
-from benchmark.attacks import library, pgd
-from benchmark.attacks.base import ATTACKS, Attack, AttackContext, register_attack
+from benchmark.attacks import library, minimal, pgd
+from benchmark.attacks.base import (
+    ATTACKS,
+    Attack,
+    AttackBase,
+    AttackContext,
+    AttackFamily,
+    MinimalNormAttack,
+    attack_entry,
+    attack_keys,
+    register_attack,
+)
 from benchmark.attacks.threat import EpsField, Norm, parse_eps, perturbation_norm, valid_adversarial
 
 __all__ = [
     "ATTACKS",
     "Attack",
+    "AttackBase",
     "AttackContext",
+    "AttackFamily",
     "EpsField",
+    "MinimalNormAttack",
     "Norm",
+    "attack_entry",
+    "attack_keys",
     "library",
+    "minimal",
     "parse_eps",
     "perturbation_norm",
     "pgd",

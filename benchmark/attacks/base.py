@@ -5,6 +5,14 @@ criterion), checking the eps-ball after the fact, combining several attacks into
 worst case and counting robust accuracy is the evaluation's job
 (:mod:`benchmark.evaluations.adversarial`) -- the attack/criterion split of foolbox. An attack
 that oversteps its budget therefore cannot inflate a leaderboard number.
+
+Two families share one registry (:data:`ATTACKS`, one place to look): *fixed-eps* attacks
+(:class:`Attack`: search inside a given eps-ball, for robust accuracy) and *minimal-norm*
+attacks (:class:`MinimalNormAttack`: the smallest perturbation that changes the prediction,
+for robustness ranking). Each entry records its family, and :func:`attack_entry` refuses an
+attack of the other family in one line, so neither evaluation can be handed the wrong kind.
+Every attack has a ``version`` that enters the cache key of the jobs using it: bump it when
+an edit changes the attack's numbers, and their cached results are recomputed.
 """
 
 from __future__ import annotations
@@ -13,13 +21,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal, TypeVar
 
 import torch
 from torch import nn
 
 from benchmark.attacks.threat import Norm
 from benchmark.registry import Entry, Registry, StrictParams
+
+AttackFamily = Literal["fixed-eps", "minimal-norm"]
 
 
 @dataclass
@@ -37,12 +47,14 @@ class AttackContext:
     generator: torch.Generator  # CPU generator for the attack's own randomness
 
 
-class Attack(ABC):
-    """Subclasses set ``Params`` and implement :meth:`perturb`."""
+class AttackBase(ABC):
+    """What every registered attack has: a ``Params`` model (validated before anything runs)
+    and a code ``version`` (part of the cache key of every job that uses the attack)."""
 
-    # True: the attack receives every still-robust example at once and batches internally
-    # (AutoAttack, whose results depend on its own batching).
-    batched_internally: ClassVar[bool] = False
+    family: ClassVar[AttackFamily]
+    # Bump when an edit changes the attack's numbers. "1" is left out of job keys, so attacks
+    # that were never bumped keep the keys they had before versions existed.
+    version: ClassVar[str] = "1"
     norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
     # What the trust checks may compare (benchmark/trust): "iterative" gradient attacks
     # (PGD/APGD), "single-step" ones (FGSM), "black-box" score-based ones (Square),
@@ -52,25 +64,78 @@ class Attack(ABC):
     class Params(StrictParams):
         pass
 
-    def __init__(self, params: StrictParams) -> None:
-        self.params = params
+    def __init__(self, params: StrictParams | None = None) -> None:
+        self.params = self.Params() if params is None else params
+
+
+class Attack(AttackBase):
+    """A fixed-eps attack: subclasses set ``Params`` and implement :meth:`perturb`."""
+
+    family: ClassVar[AttackFamily] = "fixed-eps"
+    # True: the attack receives every still-robust example at once and batches internally
+    # (AutoAttack, whose results depend on its own batching).
+    batched_internally: ClassVar[bool] = False
 
     @abstractmethod
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         """Return candidate adversarial examples for ``x`` (on ``ctx.device``), same shape."""
 
 
-ATTACKS: Registry[type[Attack]] = Registry("attack")
+class MinimalNormAttack(AttackBase):
+    """A minimal-norm attack: subclasses set ``Params`` and implement :meth:`distances`.
+
+    No eps and no context: the search itself finds the budget, and the evaluation
+    (``robustness_ranking``) re-verifies every adversarial it returns."""
+
+    family: ClassVar[AttackFamily] = "minimal-norm"
+    norms: ClassVar[tuple[str, ...]] = ("L2",)
+
+    @abstractmethod
+    def distances(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each example, the smallest successful perturbation norm found (``inf`` where
+        none) and the adversarial input at that norm (the clean input where none)."""
 
 
-def register_attack(key: str, description: str) -> Callable[[type[Attack]], type[Attack]]:
-    def decorator(cls: type[Attack]) -> type[Attack]:
-        ATTACKS.add(
-            Entry(key, cls, description, cls.Params, {"norms": cls.norms, "kind": cls.kind})
-        )
+ATTACKS: Registry[type[AttackBase]] = Registry("attack")
+
+A = TypeVar("A", bound=type[AttackBase])
+
+
+def register_attack(key: str, description: str) -> Callable[[A], A]:
+    """Register a fixed-eps (:class:`Attack`) or minimal-norm (:class:`MinimalNormAttack`)
+    attack class under ``key``; its family is recorded with the entry."""
+
+    def decorator(cls: A) -> A:
+        if not issubclass(cls, Attack | MinimalNormAttack):
+            raise TypeError(f"attack '{key}': subclass Attack or MinimalNormAttack")
+        extras = {"norms": cls.norms, "kind": cls.kind, "family": cls.family}
+        ATTACKS.add(Entry(key, cls, description, cls.Params, extras))
         return cls
 
     return decorator
+
+
+def attack_keys(family: AttackFamily) -> list[str]:
+    """The registered attacks of one family, sorted."""
+    return [entry.key for entry in ATTACKS if entry.extras["family"] == family]
+
+
+def attack_entry(key: str, family: AttackFamily, needed_by: str) -> Entry[type[AttackBase]]:
+    """The registry entry of ``key``, which must be a ``family`` attack; otherwise a one-line
+    ``ValueError`` naming the attack and what ``needed_by`` expects (pydantic validators turn
+    it into a ``field: message`` line)."""
+    known = ", ".join(attack_keys(family)) or "none"
+    if key not in ATTACKS:
+        raise ValueError(f"unknown {family} attack '{key}' (known: {known})")
+    entry = ATTACKS.get(key)
+    if entry.extras["family"] != family:
+        raise ValueError(
+            f"attack '{key}' is a {entry.extras['family']} attack; {needed_by} needs a "
+            f"{family} attack ({known})"
+        )
+    return entry
 
 
 @contextmanager

@@ -30,6 +30,7 @@ def _num_classes(ctx: AttackContext, x: torch.Tensor) -> int:
 @register_attack("square", "Square attack (black-box, score-based; Andriushchenko et al. 2020)")
 class Square(Attack):
     kind = "black-box"
+    version = "1"
 
     class Params(Attack.Params):
         n_queries: int = Field(5000, ge=1)
@@ -60,6 +61,7 @@ class Square(Attack):
 class AutoAttack(Attack):
     batched_internally = True
     kind = "ensemble"
+    version = "1"  # of this wrapper; Params.version is AutoAttack's own
 
     class Params(Attack.Params):
         version: Literal["standard", "plus", "rand", "custom"] = "standard"
@@ -111,6 +113,8 @@ def _torchattacks_class(name: str) -> type:
     "torchattacks", "any torchattacks attack class by name, with its keyword arguments"
 )
 class Torchattacks(Attack):
+    version = "1"
+
     class Params(Attack.Params):
         attack: str = Field(description="class name, e.g. 'MIFGSM'")
         kwargs: dict[str, Any] = Field(default_factory=dict)

@@ -146,6 +146,7 @@ def run_pgd(
 class PGD(Attack):
     Params = PGDParams
     kind = "iterative"
+    version = "1"
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         p: PGDParams = self.params  # type: ignore[assignment]
@@ -167,6 +168,7 @@ class PGD(Attack):
 @register_attack("fgsm", "fast gradient sign method (Linf) / fast gradient method (L2), one step")
 class FGSM(Attack):
     kind = "single-step"
+    version = "1"
 
     class Params(Attack.Params):
         loss: Literal["ce", "dlr"] = "ce"

@@ -24,7 +24,14 @@ from scipy.stats import binomtest
 from torch import nn
 from tqdm import tqdm
 
-from benchmark.attacks import ATTACKS, Attack, AttackContext, parse_eps, perturbation_norm
+from benchmark.attacks import (
+    ATTACKS,
+    Attack,
+    AttackContext,
+    attack_entry,
+    parse_eps,
+    perturbation_norm,
+)
 from benchmark.attacks.threat import EpsField, Norm, valid_adversarial
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
@@ -35,6 +42,7 @@ from benchmark.evaluations.base import (
     EvaluationResult,
 )
 from benchmark.evaluations.predictions import predict_probs, prediction_records
+from benchmark.metrics.specs import MetricSpec
 from benchmark.registry import Entry, StrictParams
 from benchmark.utils import derive_seed
 
@@ -69,8 +77,7 @@ class AttackSpec(StrictParams):
     @field_validator("type")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in ATTACKS:
-            raise ValueError(f"unknown attack '{value}' (known: {', '.join(ATTACKS.keys())})")
+        attack_entry(value, "fixed-eps", "an eps-ball evaluation")  # not e.g. cw
         return value
 
     def build(self, norm: str) -> Attack:
@@ -191,6 +198,19 @@ def worst_case(
     }
 
 
+# What :func:`summarize` emits. The mean norm describes the attack's perturbations (close to
+# eps for a budgeted attack, whatever the model), so it has no better direction.
+THREAT_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "robust_acc_pct", "%", "higher", "accuracy under attack, per-example worst case"
+    ),  # + _ci_low/_ci_high: 95% Wilson interval
+    MetricSpec("asr_pct", "%", "lower", "attack success rate: broken / initially correct"),
+    MetricSpec(
+        "mean_norm", "Linf or L2 distance", "none", "mean norm of the successful perturbations"
+    ),
+)
+
+
 def summarize(outcome: dict[str, Any]) -> dict[str, float]:
     robust, clean = outcome["robust"], outcome["clean_correct"]
     n, k, n_clean = len(robust), int(robust.sum()), int(clean.sum())
@@ -244,6 +264,7 @@ class AdversarialEvaluation(Evaluation):
     adversarial: ClassVar[bool] = True
     attack_key: ClassVar[str | None] = None
     shardable: ClassVar[bool] = True
+    metrics: ClassVar[tuple[MetricSpec, ...]] = THREAT_METRICS
 
     class Params(ThreatParams):
         pass
@@ -265,6 +286,10 @@ class AdversarialEvaluation(Evaluation):
         if cls.attack_key is None:
             return None
         return _kind(cls.attack_key, params)
+
+    @classmethod
+    def attacks_used(cls, params: StrictParams) -> list[str]:
+        return [] if cls.attack_key is None else [cls.attack_key]
 
     def examples(self, data: ArrayDataset) -> ArrayDataset:
         return data.subset(self.params.n_examples, seed=0)  # type: ignore[attr-defined]
@@ -318,9 +343,10 @@ class AdversarialEvaluation(Evaluation):
 
 
 def _register_single_attack_evaluations() -> None:
-    """One evaluation type per registered attack (``pgd``, ``fgsm``, ``square``, ...)."""
+    """One evaluation type per registered fixed-eps attack (``pgd``, ``fgsm``, ``square``,
+    ...); minimal-norm attacks are the methods of ``robustness_ranking`` instead."""
     for entry in ATTACKS:
-        if entry.key in EVALUATIONS:
+        if entry.key in EVALUATIONS or entry.extras["family"] != "fixed-eps":
             continue
         params = type(f"{entry.key}_evaluation_params", (ThreatParams, entry.params_model), {})
         cls = type(
@@ -353,6 +379,10 @@ class AttacksEvaluation(AdversarialEvaluation):
         kinds = {_kind(spec.type, spec.params) for spec in params.attacks}  # type: ignore[attr-defined]
         return kinds.pop() if len(kinds) == 1 else "ensemble"
 
+    @classmethod
+    def attacks_used(cls, params: StrictParams) -> list[str]:
+        return list(dict.fromkeys(spec.type for spec in params.attacks))  # type: ignore[attr-defined]
+
 
 class EpsSweepEvaluation(Evaluation):
     """One attack over a list of eps values: robust accuracy vs eps.
@@ -363,6 +393,11 @@ class EpsSweepEvaluation(Evaluation):
 
     version: ClassVar[str] = "3"  # 3: attacks run in fixed blocks
     adversarial: ClassVar[bool] = True
+    # ``<eps>_<metric>`` for every eps of the sweep, e.g. ``8/255_robust_acc_pct``.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = tuple(
+        spec.renamed("{eps}_" + spec.name, f"{spec.description}, at one eps of the sweep")
+        for spec in THREAT_METRICS
+    )
 
     class Params(ThreatParams):
         eps: list[EpsField] = Field(min_length=1)  # type: ignore[assignment]
@@ -376,6 +411,10 @@ class EpsSweepEvaluation(Evaluation):
     @classmethod
     def attack_kind(cls, params: StrictParams) -> str | None:
         return _kind(params.attack.type, params.attack.params)  # type: ignore[attr-defined]
+
+    @classmethod
+    def attacks_used(cls, params: StrictParams) -> list[str]:
+        return [params.attack.type]  # type: ignore[attr-defined]
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params

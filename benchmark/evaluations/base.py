@@ -7,6 +7,10 @@ and metrics on any subset possible later, so every evaluation must produce them.
 
 Bump ``version`` whenever a change alters the numbers an evaluation produces: it is part of
 the cache key, so stale results are recomputed instead of reused.
+
+Declare every metric an evaluation emits -- and every column its ``postprocess_leaderboard``
+adds -- in ``metrics`` (:class:`~benchmark.metrics.specs.MetricSpec`: unit and which way is
+better): sorting and "which model is better" read these declarations, never column names.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from torch import nn
 
 from benchmark.datasets.base import ArrayDataset
+from benchmark.metrics.specs import MetricSpec, find_spec
 from benchmark.registry import Entry, Registry, StrictParams
 
 
@@ -55,9 +60,19 @@ class Evaluation(ABC):
     # Measures robustness under attack: a suite with one gets a ``sanity`` evaluation added
     # (see ``Suite.sanity``), because an attack number is only as good as its sanity checks.
     adversarial: ClassVar[bool] = False
+    # Every metric key ``run`` emits and every column ``postprocess_leaderboard`` adds (without
+    # the ``<evaluation name>_`` prefix). Undeclared metrics still work but get direction
+    # "none": no best-first sort, no "better" in ``compare``.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
 
     class Params(StrictParams):
         pass
+
+    @classmethod
+    def metric_spec(cls, metric: str) -> MetricSpec | None:
+        """The declaration of ``metric`` (CI columns inherit their metric's); None if
+        undeclared."""
+        return find_spec(cls.metrics, metric)
 
     def __init__(self, params: StrictParams) -> None:
         self.params = params
@@ -73,6 +88,19 @@ class Evaluation(ABC):
         "single-step", "black-box", "ensemble"), for the cross-evaluation trust checks that
         compare attacks on one threat model; None: not an attack, or a mix."""
         return None
+
+    @classmethod
+    def attacks_used(cls, params: StrictParams) -> list[str]:
+        """Keys of the registered attacks (``benchmark.attacks.ATTACKS``) whose code makes
+        this evaluation's numbers: their ``version`` enters the job's cache key, so bumping
+        an attack's version recomputes exactly the jobs that ran it."""
+        return []
+
+    @classmethod
+    def key_params(cls, params: StrictParams) -> dict[str, Any]:
+        """The validated parameters as they enter the job's cache key (default: all of them
+        but ``key_excluded_params``). Override to keep old keys when spellings change."""
+        return params.model_dump(exclude=set(cls.key_excluded_params))
 
     # True: the evaluation can run on example ranges (shards) whose results ``merge`` into
     # exactly the unsharded result; the suite may then set ``shard_size`` on it.

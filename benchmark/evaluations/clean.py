@@ -3,6 +3,8 @@ intervals for ECE and AUROC, and per-example records."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from pydantic import Field
 from torch import nn
@@ -15,6 +17,7 @@ from benchmark.evaluations.base import (
     register_evaluation,
 )
 from benchmark.evaluations.predictions import predict_probs, prediction_records, summary_metrics
+from benchmark.metrics.specs import SUMMARY_METRICS, MetricSpec
 from benchmark.registry import StrictParams
 
 
@@ -24,6 +27,7 @@ from benchmark.registry import StrictParams
 class CleanEvaluation(Evaluation):
     # 2: MCE and the failure-prediction metrics, bootstrap intervals for ECE and AUROC.
     version = "2"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = SUMMARY_METRICS  # + their _ci_low/_ci_high
 
     class Params(StrictParams):
         n_bins: int = Field(15, ge=1, description="ECE bins (equal-width; equal-mass for adaece)")

@@ -32,6 +32,7 @@ from benchmark.evaluations.base import (
     register_evaluation,
 )
 from benchmark.evaluations.predictions import predict_probs, prediction_records, summary_metrics
+from benchmark.metrics.specs import SUMMARY_METRICS, MetricSpec
 from benchmark.registry import StrictParams
 from benchmark.utils import derive_seed
 
@@ -87,6 +88,19 @@ class CorruptionsEvaluation(Evaluation):
     version: ClassVar[str] = "1"
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"reference_model", "cache_dir"})
     Params = CorruptionParams
+    # ``mean_<metric>`` over corruption x severity cells, then the reference-model scores of
+    # ``postprocess_leaderboard`` (the reference row reads 100; lower is more robust).
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        *(
+            spec.renamed(f"mean_{spec.name}", f"{spec.description}, mean over corruptions")
+            for spec in SUMMARY_METRICS
+        ),
+        MetricSpec("mean_error_pct", "%", "lower", "top-1 error, mean over corruptions"),
+        MetricSpec("mce_pct", "% of reference", "lower", "mean corruption error (mCE)"),
+        MetricSpec("mcnll_pct", "% of reference", "lower", "mean corruption NLL (mCNLL)"),
+        MetricSpec("mcece_pct", "% of reference", "lower", "mean corruption ECE (mCECE)"),
+        MetricSpec("relative_mce_pct", "% of reference", "lower", "relative mCE (minus clean)"),
+    )
 
     def _sets(self, data: ArrayDataset) -> Iterator[tuple[str, int, ArrayDataset]]:
         """(corruption, severity, corrupted images) in evaluation order."""

@@ -1,15 +1,15 @@
-"""Batched prediction and the per-example record table shared by all evaluations."""
+"""The per-example record table and summary metrics shared by all evaluations.
+
+``predict_probs`` lives in :mod:`benchmark.inference` (models and recipes use it without
+loading the evaluation stack) and is re-exported here for the evaluations."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
-from tqdm import tqdm
 
 from benchmark.datasets.base import ArrayDataset
-from benchmark.errors import BenchmarkError
+from benchmark.inference import predict_probs  # noqa: F401  (re-exported)
 from benchmark.metrics import (
     accuracy,
     aupr_error,
@@ -27,52 +27,6 @@ from benchmark.metrics import (
     maximum_calibration_error,
     negative_log_likelihood,
 )
-
-
-@torch.inference_mode()
-def predict_probs(
-    model: nn.Module,
-    x: torch.Tensor,
-    *,
-    batch_size: int,
-    device: torch.device,
-    n_samples: int = 1,
-    progress: bool = False,
-    desc: str = "predict",
-) -> np.ndarray:
-    """Softmax probabilities (float64, N x K); averaged over ``n_samples`` passes for
-    randomized models (the mean-softmax prediction of MC dropout and ensembles).
-
-    A batch that runs out of device memory is retried at half the size, and the smaller size
-    is kept for the rest: a suite's ``batch_size`` then only has to be an upper bound. (Only
-    here: attacks run on fixed blocks of ``batch_size`` examples, which also fix their random
-    draws and shard boundaries, so they must not change size mid-run.)
-    """
-    chunks = []
-    bar = tqdm(total=len(x), desc=desc, unit="img", disable=not progress, leave=False)
-    start, size = 0, batch_size
-    while start < len(x):
-        batch = x[start : start + size].to(device)
-        try:
-            probs = None
-            for _ in range(n_samples):
-                p = torch.softmax(model(batch).double(), dim=1)
-                probs = p if probs is None else probs + p
-        except torch.OutOfMemoryError:
-            del batch
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if size == 1:
-                raise BenchmarkError(
-                    f"{desc}: out of {device} memory with a batch of one example"
-                ) from None
-            size //= 2
-            continue
-        chunks.append((probs / n_samples).cpu().numpy())
-        bar.update(len(batch))
-        start += len(batch)
-    bar.close()
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0))
 
 
 def prediction_records(data: ArrayDataset, probs: np.ndarray) -> pd.DataFrame:

@@ -1,13 +1,15 @@
 """``robustness_ranking``: per-example minimal L2 distance to the decision boundary, and the
 AR-AdaLS analysis of calibration per robustness bin (Qin et al. 2021, Figure 1).
 
-Examples are ranked by the L2 norm of the minimal adversarial perturbation (CW-L2 by
-default; DDN as the fast option), split into R equal-size bins from least to most robust,
-and each bin reports count, mean/median distance, accuracy, mean confidence and ECE. The
-paper's finding -- the least robust examples are the least accurate *and* over-confident --
-is what this table and its plot show. Misclassified examples have distance 0 and are not
-attacked. Every adversarial example found is re-verified in a fresh forward pass; one that
-no longer fools the model, or whose norm differs from the reported one, gets distance +inf.
+Examples are ranked by the L2 norm of the minimal adversarial perturbation found by
+``method``, any registered minimal-norm attack (CW-L2 by default; DDN and FMN as the fast
+options; :mod:`benchmark.attacks.minimal`), split into R equal-size bins from least to most
+robust, and each bin reports count, mean/median distance, accuracy, mean confidence and
+ECE. The paper's finding -- the least robust examples are the least accurate *and*
+over-confident -- is what this table and its plot show. Misclassified examples have
+distance 0 and are not attacked. Every adversarial example found is re-verified in a fresh
+forward pass; one that no longer fools the model, or whose norm differs from the reported
+one, gets distance +inf.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from torch import nn
 from tqdm import tqdm
 
-from benchmark.attacks.minimal import CWConfig, DDNConfig, carlini_wagner_l2, ddn_l2
+from benchmark.attacks import ATTACKS, MinimalNormAttack, attack_entry
 from benchmark.attacks.threat import perturbation_norm
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
@@ -42,27 +44,68 @@ from benchmark.evaluations.predictions import (
     probabilities_from_records,
 )
 from benchmark.metrics import expected_calibration_error
-from benchmark.registry import StrictParams
+from benchmark.metrics.specs import MetricSpec
+from benchmark.registry import StrictParams, format_validation_error
 from benchmark.utils import atomic_path
+
+# The spellings of cw's and ddn's parameters from before the attack registry, still accepted
+# at the top level of the params: field -> (attack, its parameter). Either attack's are
+# accepted whichever the method (as before; the other attack's are validated and ignored).
+# Each attack's defaults live in its ``Params`` only; ``None`` here means "not given".
+SHORTHANDS: dict[str, tuple[str, str]] = {
+    "binary_search_steps": ("cw", "binary_search_steps"),
+    "steps": ("cw", "steps"),
+    "lr": ("cw", "lr"),
+    "initial_const": ("cw", "initial_const"),
+    "kappa": ("cw", "kappa"),
+    "abort_early": ("cw", "abort_early"),
+    "ddn_steps": ("ddn", "steps"),
+    "ddn_init_norm": ("ddn", "init_norm"),
+    "ddn_gamma": ("ddn", "gamma"),
+}
+SHORTHAND_METHODS = frozenset(owner for owner, _ in SHORTHANDS.values())
+
+
+def _attack_params(key: str, given: dict[str, Any], spelled: dict[str, str]) -> StrictParams:
+    """``given`` validated by attack ``key``'s Params; errors as one ``ValueError`` line whose
+    field names are spelled as the suite wrote them (``spelled``)."""
+    try:
+        return ATTACKS.get(key).params_model.model_validate(given)  # type: ignore[return-value]
+    except ValidationError as error:
+        lines = []
+        for line in format_validation_error(error):
+            name, sep, message = line.partition(": ")
+            root, rest = name, ""
+            for i, char in enumerate(name):
+                if char in ".[":
+                    root, rest = name[:i], name[i:]
+                    break
+            lines.append(f"{spelled.get(root, f'attack_params.{root}')}{rest}{sep}{message}")
+        raise ValueError(f"method {key}: " + "; ".join(lines)) from None
 
 
 class RankingParams(StrictParams):
-    method: Literal["cw", "ddn"] = "cw"
+    method: str = Field(
+        "cw", description="a registered minimal-norm attack: cw | ddn | fmn | a plugin's"
+    )
+    attack_params: dict[str, Any] = Field(
+        default_factory=dict, description="the method's parameters, checked by its Params"
+    )
     n_bins: int = Field(10, ge=1, description="R robustness bins of equal size")
     ece_bins: int = Field(15, ge=1)
     n_examples: int | None = Field(None, ge=1, description="fixed seeded subset")
     batch_size: int | None = Field(None, ge=1)
-    # CW-L2 (defaults: Carlini & Wagner 2017 / foolbox)
-    binary_search_steps: int = Field(9, ge=1)
-    steps: int = Field(10_000, ge=1, description="CW iterations per binary-search step")
-    lr: float = Field(1e-2, gt=0)
-    initial_const: float = Field(1e-3, gt=0)
-    kappa: float = Field(0.0, ge=0)
-    abort_early: bool = True
-    # DDN (Rony et al. 2019)
-    ddn_steps: int = Field(100, ge=1)
-    ddn_init_norm: float = Field(1.0, gt=0)
-    ddn_gamma: float = Field(0.05, gt=0, lt=1)
+    # Shorthands (SHORTHANDS): cw's parameters ...
+    binary_search_steps: int | None = Field(None, description="cw's binary_search_steps")
+    steps: int | None = Field(None, description="cw's steps (iterations per search step)")
+    lr: float | None = Field(None, description="cw's lr")
+    initial_const: float | None = Field(None, description="cw's initial_const")
+    kappa: float | None = Field(None, description="cw's kappa")
+    abort_early: bool | None = Field(None, description="cw's abort_early")
+    # ... and ddn's
+    ddn_steps: int | None = Field(None, description="ddn's steps")
+    ddn_init_norm: float | None = Field(None, description="ddn's init_norm")
+    ddn_gamma: float | None = Field(None, description="ddn's gamma")
     # AR-AdaLS Figure 1, bottom row: stability across independent runs of one model
     replica_groups: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -79,6 +122,42 @@ class RankingParams(StrictParams):
                 raise ValueError(f"group '{group}' needs at least two distinct model rows")
         return groups
 
+    @field_validator("method")
+    @classmethod
+    def _minimal_norm_attack(cls, method: str) -> str:
+        attack_entry(method, "minimal-norm", "robustness_ranking")  # not e.g. pgd
+        return method
+
+    @model_validator(mode="after")
+    def _valid_attack_params(self) -> RankingParams:
+        self.attack_parameters()  # raises ValueError: the suite fails to load, in one line
+        return self
+
+    def attack_parameters(self) -> StrictParams:
+        """The method's validated Params: ``attack_params`` plus the shorthands addressed to
+        it (a shorthand of the other built-in is checked by that attack's Params, ignored)."""
+        given, spelled = dict(self.attack_params), {}
+        for field, (owner, name) in SHORTHANDS.items():
+            value = getattr(self, field)
+            if value is None:
+                continue
+            if owner != self.method:
+                if self.method not in SHORTHAND_METHODS:
+                    raise ValueError(
+                        f"{field} is a parameter of method {owner}; give {self.method}'s "
+                        "parameters in attack_params"
+                    )
+                _attack_params(owner, {name: value}, {name: field})
+            elif name in given:
+                raise ValueError(f"give {field} or attack_params.{name}, not both")
+            else:
+                given[name], spelled[name] = value, field
+        return _attack_params(self.method, given, spelled)
+
+    def attack(self) -> MinimalNormAttack:
+        """The configured minimal-norm attack."""
+        return ATTACKS.get(self.method).obj(self.attack_parameters())  # type: ignore[return-value]
+
 
 def minimal_distances(
     model: nn.Module,
@@ -92,25 +171,14 @@ def minimal_distances(
     """Minimal L2 distance per example (+inf where none found) and the adversarial inputs."""
     distances = np.full(len(x), np.inf)
     adversarials = x.clone()
+    attack = params.attack()
     bar = tqdm(
         total=len(x), desc=f"{params.method}-L2", unit="ex", disable=not progress, leave=False
     )
     started = time.perf_counter()
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
-        if params.method == "cw":
-            config = CWConfig(
-                params.binary_search_steps,
-                params.steps,
-                params.lr,
-                params.initial_const,
-                params.kappa,
-                params.abort_early,
-            )
-            dist, adv = carlini_wagner_l2(model, xb, yb, config)
-        else:
-            config = DDNConfig(params.ddn_steps, params.ddn_init_norm, params.ddn_gamma)
-            dist, adv = ddn_l2(model, xb, yb, config)
+        dist, adv = attack.distances(model, xb, yb)
         distances[start : start + len(xb)] = dist.cpu().numpy()
         adversarials[start : start + len(xb)] = adv.cpu()
         bar.update(len(xb))
@@ -231,13 +299,55 @@ def plot_variance(table: pd.DataFrame, title: str) -> bytes:
 
 
 @register_evaluation(
-    "robustness_ranking", "minimal L2 distance per example (CW/DDN); calibration per robustness bin"
+    "robustness_ranking",
+    "minimal L2 distance per example (cw, ddn, fmn, ...); calibration per robustness bin",
 )
 class RobustnessRanking(Evaluation):
     version: ClassVar[str] = "1"
     # Grouping rows is a leaderboard-level analysis: it does not change any job's numbers.
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"replica_groups"})
     Params = RankingParams
+    # A larger minimal perturbation is a more robust model; an example with no verified
+    # adversarial (distance +inf) is an attack failure, so ``not_found_pct`` is a diagnostic
+    # that should be 0. The replica variances (``postprocess_leaderboard``) measure how much
+    # independent runs disagree on the true-class probability: lower is more stable.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("median_dist", "L2 distance", "higher", "median minimal L2 perturbation"),
+        MetricSpec("mean_dist", "L2 distance", "higher", "mean of the finite distances found"),
+        MetricSpec("not_found_pct", "%", "lower", "attacked examples without a verified one"),
+        MetricSpec("acc_least_robust_bin_pct", "%", "higher", "accuracy, least robust bin"),
+        MetricSpec("ece_least_robust_bin_pct", "%", "lower", "ECE, least robust bin"),
+        MetricSpec("var_least_robust_bin", "p^2", "lower", "replica variance, least robust bin"),
+        MetricSpec("var_most_robust_bin", "p^2", "lower", "replica variance, most robust bin"),
+    )
+
+    @classmethod
+    def attacks_used(cls, params: StrictParams) -> list[str]:
+        return [params.method]  # type: ignore[attr-defined]
+
+    @classmethod
+    def key_params(cls, params: StrictParams) -> dict[str, Any]:
+        """For cw and ddn the key of before the attack registry -- every shorthand at its
+        value (the method's own as resolved, however spelled; the other's as given, else at
+        its default) -- plus ``attack_params`` holding only the method's parameters that no
+        shorthand spells and that differ from their defaults, and only when there are any:
+        existing suites keep their cache keys. Any other method: its full Params."""
+        p: RankingParams = params  # type: ignore[assignment]
+        excluded = {*cls.key_excluded_params, "attack_params", *SHORTHANDS}
+        key = p.model_dump(exclude=excluded)
+        resolved = p.attack_parameters().model_dump()
+        if p.method not in SHORTHAND_METHODS:
+            return {**key, "attack_params": resolved}
+        for field, (owner, name) in SHORTHANDS.items():
+            if owner == p.method:
+                key[field] = resolved[name]
+            else:
+                given = {} if getattr(p, field) is None else {name: getattr(p, field)}
+                key[field] = getattr(_attack_params(owner, given, {}), name)
+        spelled = {name for owner, name in SHORTHANDS.values() if owner == p.method}
+        defaults = ATTACKS.get(p.method).params_model().model_dump()
+        rest = {k: v for k, v in resolved.items() if k not in spelled and v != defaults[k]}
+        return {**key, "attack_params": rest} if rest else key
 
     @classmethod
     def check_rows(cls, params: StrictParams, rows: list[str]) -> list[str]:

@@ -34,6 +34,7 @@ from benchmark.evaluations.base import (
     EvaluationResult,
     register_evaluation,
 )
+from benchmark.metrics.specs import MetricSpec
 from benchmark.registry import StrictParams
 from benchmark.trust.flags import register_flag
 
@@ -75,6 +76,19 @@ class SanityParams(StrictParams):
 class SanityChecks(Evaluation):
     version: ClassVar[str] = "1"
     Params = SanityParams
+    # Diagnostics of the evaluation, not qualities of the model: the flags count has no better
+    # side (the flags column names them); the unbounded-attack accuracy should be ~0, and
+    # anything above means the attack, hence this row's robust accuracy, is not working.
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        MetricSpec("n_flags", "count", "none", "number of failed sanity checks"),
+        MetricSpec(
+            "unbounded_acc_pct", "%", "lower", "accuracy under PGD with eps = 1 (should be ~0)"
+        ),
+    )
+
+    @classmethod
+    def attacks_used(cls, params: StrictParams) -> list[str]:
+        return ["pgd"]  # the unbounded-attack check runs our PGD (``run_pgd``)
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p: SanityParams = self.params  # type: ignore[assignment]

@@ -20,29 +20,12 @@ from benchmark.metrics.failure import (
     optimal_aurc,
     risk_coverage_curve,
 )
-
-# Direction of each leaderboard metric suffix, used to sort "best first". A confidence-interval
-# column ``<metric>_ci_low`` / ``<metric>_ci_high`` sorts like its metric.
-_HIGHER = ("acc_pct", "auroc_pct", "aupr_success_pct", "aupr_error_pct")
-_LOWER = (
-    "nll",
-    "brier",
-    "ece_pct",
-    "mce_pct",
-    "fpr95_pct",
-    "aurc_x1000",
-    "asr_pct",
-    "error_pct",
-    "mcnll_pct",
-    "mcece_pct",
-)
-_CI = ("", "_ci_low", "_ci_high")
-HIGHER_IS_BETTER_SUFFIXES = tuple(s + ci for s in _HIGHER for ci in _CI)
-LOWER_IS_BETTER_SUFFIXES = tuple(s + ci for s in _LOWER for ci in _CI)
+from benchmark.metrics.specs import SUMMARY_METRICS, Direction, MetricSpec, find_spec
 
 __all__ = [
-    "HIGHER_IS_BETTER_SUFFIXES",
-    "LOWER_IS_BETTER_SUFFIXES",
+    "SUMMARY_METRICS",
+    "Direction",
+    "MetricSpec",
     "accuracy",
     "aupr_error",
     "aupr_success",
@@ -55,6 +38,7 @@ __all__ = [
     "classwise_calibration_error",
     "excess_aurc",
     "expected_calibration_error",
+    "find_spec",
     "fpr_at_tpr",
     "maximum_calibration_error",
     "negative_log_likelihood",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import pandas as pd
 
-from benchmark.leaderboard import higher_is_better
+from benchmark.metrics.specs import MetricSpec
 from benchmark.report.figures import eps_curve_uri, reliability_uri, severity_uris
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.jobs import Job
@@ -25,7 +26,18 @@ TEXT_COLUMNS = ("model", "arch", "flags", "source", "randomized")
 class Column:
     name: str
     numeric: bool
-    higher_is_better: bool
+    # declared direction ("higher", "lower", "none"): the first click on a header sorts best
+    # first; "none" (counts, diagnostics, undeclared) sorts ascending and claims no best
+    direction: str = "none"
+    unit: str = ""
+    description: str = ""
+
+    @property
+    def title(self) -> str:
+        """Header tooltip: what the column is, its unit and which way is better."""
+        better = {"higher": "higher is better", "lower": "lower is better"}.get(self.direction)
+        parts = [self.description, f"unit: {self.unit}" if self.unit else "", better or ""]
+        return "; ".join(p for p in parts if p)
 
 
 @dataclass
@@ -58,20 +70,28 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def leaderboard_table(frame: pd.DataFrame) -> tuple[list[Column], list[list[Cell]]]:
+def leaderboard_table(
+    frame: pd.DataFrame, columns: Mapping[str, MetricSpec] | None = None
+) -> tuple[list[Column], list[list[Cell]]]:
     """Columns and cells of the HTML table: 95% intervals folded into their metric as
-    ``value [low, high]`` (sorting still uses the value), empty cells for missing numbers."""
+    ``value [low, high]`` (sorting still uses the value), empty cells for missing numbers.
+    ``columns`` (column -> declaration, from the runner) gives each header its direction."""
+    declared = columns or {}
     names = [c for c in frame.columns if not str(c).endswith(("_ci_low", "_ci_high"))]
     first = [c for c in ("model", "flags") if c in names]
     names = first + [c for c in names if c not in first]
-    columns = []
+    table: list[Column] = []
     for name in names:
         numeric = name not in TEXT_COLUMNS and pd.api.types.is_numeric_dtype(frame[name])
-        columns.append(Column(str(name), bool(numeric), higher_is_better(str(name))))
+        spec = declared.get(name) if numeric else None
+        if spec is None:
+            table.append(Column(str(name), bool(numeric)))
+        else:
+            table.append(Column(str(name), True, spec.direction, spec.unit, spec.description))
     rows = []
     for _, record in frame.iterrows():
         cells = []
-        for column in columns:
+        for column in table:
             raw = record[column.name]
             if not column.numeric:
                 text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else raw
@@ -89,7 +109,7 @@ def leaderboard_table(frame: pd.DataFrame) -> tuple[list[Column], list[list[Cell
                 text += f" [{low:.3g}, {high:.3g}]"
             cells.append(Cell(text, repr(number)))
         rows.append(cells)
-    return columns, rows
+    return table, rows
 
 
 def _anchor(name: str) -> str:
@@ -176,8 +196,10 @@ def build_report(
     frame: pd.DataFrame,
     findings: list[Finding],
     inputs: TrustInputs | None = None,
+    columns: Mapping[str, MetricSpec] | None = None,
 ) -> str:
-    columns, rows = leaderboard_table(frame)
+    """The HTML report; ``columns`` are the column declarations (``RunSummary.columns``)."""
+    table, rows = leaderboard_table(frame, columns)
     used = sorted(
         {f.flag for f in findings}
         | {f for v in frame.get("flags", []) for f in str(v).split(",") if f}
@@ -185,7 +207,7 @@ def build_report(
     return render_report(
         {
             "suite": suite,
-            "columns": columns,
+            "columns": table,
             "rows": rows,
             "findings": findings,
             "flag_explanations": {flag: FLAG_EXPLANATIONS.get(flag, "") for flag in used},

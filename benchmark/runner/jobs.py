@@ -2,8 +2,9 @@
 
 A job's key hashes everything that determines its numbers: the model's identity (builder,
 parameters, and checkpoint hash or training recipe), the evaluation's type, code version and
-fully-defaulted parameters, the evaluation data, the seed and the device type. Names shown in
-the leaderboard are not part of it, so renaming a row reuses its results.
+fully-defaulted parameters, the code versions of the attacks it runs (when bumped past "1"),
+the evaluation data, the seed and the device type. Names shown in the leaderboard are not
+part of it, so renaming a row reuses its results.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.attacks import ATTACKS
 from benchmark.evaluations import EVALUATIONS, evaluation_name
 from benchmark.suite.schema import EvaluationSpec, ModelSpec, PosthocSpec, Suite
 from benchmark.utils import stable_hash
@@ -61,12 +63,20 @@ def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
 
 def evaluation_identity(spec: EvaluationSpec) -> dict[str, Any]:
     entry = EVALUATIONS.get(spec.type)
-    excluded = set(getattr(entry.obj, "key_excluded_params", ()))
-    return {
+    params = entry.params_model.model_validate(spec.params)
+    identity: dict[str, Any] = {
         "type": spec.type,
         "version": entry.extras["version"],
-        "params": entry.params_model.model_validate(spec.params).model_dump(exclude=excluded),
+        "params": entry.obj.key_params(params),
     }
+    # The code versions of the attacks the evaluation runs, so that bumping an attack's
+    # version recomputes its jobs. Version "1" (every attack's until first bumped) is left
+    # out, and the entry only appears when some version is not "1": existing keys stay.
+    versions = {key: ATTACKS.get(key).obj.version for key in entry.obj.attacks_used(params)}
+    bumped = {key: version for key, version in versions.items() if version != "1"}
+    if bumped:
+        identity["attack_versions"] = bumped
+    return identity
 
 
 def data_identity(suite: Suite) -> dict[str, Any]:

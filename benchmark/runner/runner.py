@@ -20,7 +20,8 @@ import torch
 
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations import EVALUATIONS, evaluation_name
-from benchmark.leaderboard import write_leaderboard
+from benchmark.leaderboard import leaderboard_column_spec, write_leaderboard
+from benchmark.metrics.specs import MetricSpec, undeclared
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.executors import make_executor
 from benchmark.runner.jobs import Job, expand_jobs, training_job
@@ -49,6 +50,8 @@ class RunSummary:
     findings: list[Finding] = field(default_factory=list)  # trust flags with their numbers
     trust: TrustInputs | None = None  # what the trust checks saw (for the report)
     missing: list[str] = field(default_factory=list)  # jobs neither cached nor run (select)
+    # leaderboard column -> its evaluation's declaration (unit, direction) of that metric
+    columns: dict[str, MetricSpec] = field(default_factory=dict)
 
 
 def train_suite(
@@ -134,10 +137,14 @@ def run_suite(
             cache.put(job.key, merged, {"model": job.row_name, "evaluation": job.label})
     log(f"  {len(summary.executed)} job(s) run, {len(summary.reused)} reused from cache")
 
-    summary.leaderboard, summary.findings, summary.trust = collect(suite, jobs, cache)
+    summary.leaderboard, summary.findings, summary.trust, summary.columns = collect(
+        suite, jobs, cache
+    )
     if not write:
         return summary
-    summary.written = write_leaderboard(summary.leaderboard, suite.leaderboard_dir, suite.name)
+    summary.written = write_leaderboard(
+        summary.leaderboard, suite.leaderboard_dir, suite.name, summary.columns
+    )
     plots_dir = Path(suite.run_dir) / "plots"
     if summary.executed or not plots_dir.is_dir():
         summary.written += write_plots(suite, jobs, cache, plots_dir)
@@ -155,7 +162,15 @@ def write_report(suite: Suite, jobs: list[Job], cache: ResultCache, summary: Run
     """``<leaderboard_dir>/<suite>.html``: the self-contained HTML report."""
     from benchmark.report import build_report  # jinja2 + matplotlib only when reporting
 
-    html = build_report(suite, jobs, cache, summary.leaderboard, summary.findings, summary.trust)
+    html = build_report(
+        suite,
+        jobs,
+        cache,
+        summary.leaderboard,
+        summary.findings,
+        summary.trust,
+        columns=summary.columns,
+    )
     path = Path(suite.leaderboard_dir) / f"{suite.name}.html"
     write_text_atomic(path, html)
     return path
@@ -163,12 +178,17 @@ def write_report(suite: Suite, jobs: list[Job], cache: ResultCache, summary: Run
 
 def collect(
     suite: Suite, jobs: list[Job], cache: ResultCache
-) -> tuple[pd.DataFrame, list[Finding], TrustInputs]:
+) -> tuple[pd.DataFrame, list[Finding], TrustInputs, dict[str, MetricSpec]]:
     """Leaderboard rows from the cached results (jobs not cached are left out), cross-model
     columns from each evaluation's ``postprocess_leaderboard``, then the trust checks: their
-    flags go to the ``flags`` column, the findings (with numbers) are returned."""
+    flags go to the ``flags`` column, the findings (with numbers) are returned.
+
+    Also returns each numeric column's declaration, looked up on the evaluation that made it
+    (the runner knows which one did; the column name alone is ambiguous): undeclared metrics
+    of plugins get direction "none", so nothing downstream guesses a direction."""
     rows = []
     results: dict[str, dict[str, dict]] = {}  # evaluation name -> model row -> summary
+    columns: dict[str, MetricSpec] = {}
     for model_spec in suite.models:
         entry = MODELS.get(model_spec.model)
         for row_name in model_spec.row_names():
@@ -187,8 +207,11 @@ def collect(
                 flags.update(result["extras"].get("flags", []))
                 row["flags"] = ",".join(sorted(flags))
                 row.setdefault("n_examples", result["extras"].get("n_examples"))
+                owner = EVALUATIONS.get(job.evaluation.type).obj
                 for metric, value in result["metrics"].items():
-                    row[f"{job.evaluation_name}_{metric}"] = value
+                    column = f"{job.evaluation_name}_{metric}"
+                    row[column] = value
+                    columns[column] = owner.metric_spec(metric) or undeclared(metric)
             rows.append(row)
     frame = pd.DataFrame(rows)
     views = []
@@ -197,6 +220,7 @@ def collect(
         name = evaluation_name(spec.type, spec.name, spec.params)
         params = evaluation.params_model.model_validate(spec.params)
         keys = {j.row_name: j.key for j in jobs if j.evaluation is spec}
+        before = set(frame.columns)
         frame = evaluation.obj.postprocess_leaderboard(
             frame,
             name,
@@ -204,6 +228,9 @@ def collect(
             results.get(name, {}),
             lambda row, keys=keys: cache.load_records(keys[row]),
         )
+        for column in (c for c in frame.columns if c not in before):
+            metric = str(column).removeprefix(f"{name}_")
+            columns[column] = evaluation.obj.metric_spec(metric) or undeclared(metric)
         views.append(
             EvaluationView(
                 name=name,
@@ -222,7 +249,10 @@ def collect(
         from benchmark.robustbench import reference_rows
 
         frame = reference_rows(suite, frame, suite.references)
-    return frame, findings, inputs
+    for column in frame.columns:  # the leaderboard's own columns (n_examples, reported ...)
+        if column not in columns and (found := leaderboard_column_spec(str(column))):
+            columns[column] = found
+    return frame, findings, inputs, columns
 
 
 def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:

@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from benchmark.datasets.base import ArrayDataset
-from benchmark.evaluations.predictions import predict_probs
+from benchmark.inference import predict_probs
 from benchmark.metrics import negative_log_likelihood
 from benchmark.registry import StrictParams
 from benchmark.utils import derive_seed

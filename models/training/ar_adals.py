@@ -42,8 +42,8 @@ from torch import nn
 
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations.predictions import predict_probs
 from benchmark.evaluations.ranking import RankingParams, minimal_distances, robustness_bins
+from benchmark.inference import predict_probs
 from benchmark.utils import file_sha256
 from models.training.engine import TrainingJob, train_or_load
 from models.training.label_smoothing import smooth_targets, soft_cross_entropy

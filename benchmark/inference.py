@@ -1,0 +1,75 @@
+"""Batched inference, the one piece of the engine that models and training recipes need.
+
+It lives outside ``benchmark.evaluations`` so that ``models/`` (PEP's fit, AR-AdaLS's
+calibration step) can predict without importing the attack and evaluation stack.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from benchmark.errors import BenchmarkError
+
+
+def raise_non_finite(logits: torch.Tensor, desc: str) -> None:
+    """Stop the job: a NaN/inf logit has no softmax, and scoring it would turn a broken model
+    into an accuracy (NaN argmax is 0) or an attack "success" on a perturbed input."""
+    bad = int((~torch.isfinite(logits)).flatten(1).any(1).sum())
+    raise BenchmarkError(
+        f"{desc}: the model returned non-finite logits (NaN/inf) for {bad} of {len(logits)} "
+        "input(s) of a batch; no metric is computed from them"
+    )
+
+
+@torch.inference_mode()
+def predict_probs(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    n_samples: int = 1,
+    progress: bool = False,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Softmax probabilities (float64, N x K); averaged over ``n_samples`` passes for
+    randomized models (the mean-softmax prediction of MC dropout and ensembles). Every
+    prediction any evaluation scores comes through here, so a non-finite logit on any input
+    (clean, corrupted or adversarial, any batch size) is a one-line error, never a number.
+
+    A batch that runs out of device memory is retried at half the size, and the smaller size
+    is kept for the rest: a suite's ``batch_size`` then only has to be an upper bound. (Only
+    here: attacks run on fixed blocks of ``batch_size`` examples, which also fix their random
+    draws and shard boundaries, so they must not change size mid-run.)
+    """
+    chunks = []
+    bar = tqdm(total=len(x), desc=desc, unit="img", disable=not progress, leave=False)
+    start, size = 0, batch_size
+    while start < len(x):
+        batch = x[start : start + size].to(device)
+        try:
+            probs = None
+            for _ in range(n_samples):
+                logits = model(batch)
+                if not torch.isfinite(logits).all():
+                    raise_non_finite(logits, desc)
+                p = torch.softmax(logits.double(), dim=1)
+                probs = p if probs is None else probs + p
+        except torch.OutOfMemoryError:
+            del batch
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if size == 1:
+                raise BenchmarkError(
+                    f"{desc}: out of {device} memory with a batch of one example"
+                ) from None
+            size //= 2
+            continue
+        chunks.append((probs / n_samples).cpu().numpy())
+        bar.update(len(batch))
+        start += len(batch)
+    bar.close()
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0))
