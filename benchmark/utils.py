@@ -41,6 +41,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs follow the umask
     try:
         yield Path(tmp)
         os.replace(tmp, target)
@@ -49,9 +50,32 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def save_torch_atomic(obj: object, target: str | os.PathLike[str]) -> None:
+    """``torch.save`` to ``target`` atomically, with bytes that depend only on ``obj``.
+
+    ``torch.save`` to a path names the zip archive's root folder after the file, so saving
+    through a randomly named temporary file gave identical weights a different SHA-256 on
+    every save; serializing to memory first uses a fixed archive name."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.getvalue())
 
 
 def seed_everything(seed: int) -> None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import BenchmarkError
-from benchmark.utils import atomic_path, file_sha256
+from benchmark.utils import file_sha256, save_torch_atomic
 
 # Keys under which training scripts nest the state dict, in the order they are tried.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "state")
@@ -41,8 +41,7 @@ _IGNORABLE_MISSING = ("num_batches_tracked",)
 
 def save_checkpoint(model: nn.Module, path: str | Path) -> str:
     """Atomically save ``model``'s state dict; return the file's SHA-256."""
-    with atomic_path(path) as tmp:
-        torch.save(model.state_dict(), tmp)
+    save_torch_atomic(model.state_dict(), path)
     return file_sha256(path)
 
 

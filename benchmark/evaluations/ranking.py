@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,6 +119,12 @@ class RankingParams(StrictParams):
     @classmethod
     def _at_least_two(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
         for group, rows in groups.items():
+            # the group name becomes the file name variance_<group>.{csv,png}: no path parts
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", group):
+                raise ValueError(
+                    f"group name {group!r} must be letters, digits and _ . + - (it names "
+                    "the files variance_<group>.csv/.png), starting with a letter or digit"
+                )
             if len(set(rows)) < 2:
                 raise ValueError(f"group '{group}' needs at least two distinct model rows")
         return groups

@@ -3,7 +3,10 @@
 Each job result lives in ``<root>/results/<key>/`` (``result.json`` + ``records.parquet``).
 It is written into a private temporary directory first and then renamed into place: rename is
 atomic, so a job killed at any point leaves no partial result, and two processes finishing the
-same job race harmlessly (the loser discards its identical copy).
+same job race harmlessly (the loser discards its identical copy). Files are fsynced before
+the rename. ``result.json`` carries SHA-256 checksums of itself and of every file beside it;
+an entry that fails them (truncated, emptied, edited, bit-flipped) is reported in one line
+and recomputed (:func:`entry_problem`).
 
 Every ``result.json`` carries ``schema_version``. A result of another version is treated as
 absent -- recomputed and replaced -- because its fields may not mean what this code reads them
@@ -15,7 +18,9 @@ written before versions existed, in exactly the layout of version 1, and counts 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +30,9 @@ from typing import Any
 import pandas as pd
 
 from benchmark.evaluations.base import EvaluationResult
+from benchmark.utils import current_umask
+
+log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
 RECORDS_FILE = "records.parquet"
@@ -32,15 +40,69 @@ RECORDS_FILE = "records.parquet"
 RESULT_SCHEMA_VERSION = 1
 
 
-def _current_schema(path: Path) -> bool:
-    """True if ``path`` is a readable result.json of this ``RESULT_SCHEMA_VERSION``."""
+def _digest(payload: dict[str, Any]) -> str:
+    """SHA-256 of the payload's canonical JSON (without its own ``checksums`` field)."""
+    body = {k: v for k, v in payload.items() if k != "checksums"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def entry_problem(folder: Path) -> str | None:
+    """Why the cache entry in ``folder`` cannot be served (``None``: it can).
+
+    An entry is served only if its ``result.json`` parses, is of this schema version and its
+    checksums match ``result.json`` itself, ``records.parquet`` and every artifact: a
+    truncated, emptied, edited or bit-flipped entry is recomputed, never read back. Entries
+    written before checksums existed carry none; for them the records file must at least be
+    a complete Parquet file (magic bytes at both ends)."""
+    result, records = folder / RESULT_FILE, folder / RECORDS_FILE
+    if not result.is_file():
+        return "absent"
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads(result.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    if not isinstance(payload, dict):
-        return False
-    return payload.get("schema_version", 1) == RESULT_SCHEMA_VERSION
+        return f"{RESULT_FILE} is not valid JSON"
+    if not isinstance(payload, dict) or not isinstance(payload.get("metrics"), dict):
+        return f"{RESULT_FILE} is not a result"
+    if payload.get("schema_version", 1) != RESULT_SCHEMA_VERSION:
+        return f"schema version {payload.get('schema_version')!r}, expected {RESULT_SCHEMA_VERSION}"
+    if not records.is_file():
+        return f"{RECORDS_FILE} is missing"
+    checksums = payload.get("checksums")
+    if checksums is None:  # legacy entry
+        with records.open("rb") as handle:
+            head = handle.read(4)
+            handle.seek(max(records.stat().st_size - 4, 0))
+            tail = handle.read(4)
+        return None if head == tail == b"PAR1" else f"{RECORDS_FILE} is truncated"
+    if not isinstance(checksums, dict) or checksums.get(RESULT_FILE) != _digest(payload):
+        return f"{RESULT_FILE} does not match its checksum (edited or corrupted)"
+    for name, digest in checksums.items():
+        if name == RESULT_FILE:
+            continue
+        path = folder / name
+        if "/" in name or not path.is_file() or _file_digest(path) != digest:
+            return f"{name} does not match its checksum (truncated, edited or missing)"
+    return None
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a directory) to disk: a rename is atomic but, after a power
+    loss, may survive while the renamed files' contents did not."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
 
 
 class ResultCache:
@@ -50,19 +112,25 @@ class ResultCache:
         # keys already read and found current: a finished entry never changes, so each
         # result.json is parsed once per cache object, not on every ``has``
         self._current: set[str] = set()
+        self._reported: set[str] = set()  # damaged keys already reported
 
     def path(self, key: str) -> Path:
         return self.results / key
 
     def has(self, key: str) -> bool:
-        """True if a finished result of the current schema version is cached under ``key``."""
-        result = self.path(key) / RESULT_FILE
+        """True if a finished, intact result of the current schema version is cached under
+        ``key``. A damaged entry is reported in one line (logged once) and counts as absent,
+        so the job is recomputed and the entry replaced."""
         if key in self._current:
-            return result.is_file()
-        if not _current_schema(result):
-            return False
-        self._current.add(key)
-        return True
+            return (self.path(key) / RESULT_FILE).is_file()
+        problem = entry_problem(self.path(key))
+        if problem is None:
+            self._current.add(key)
+            return True
+        if problem != "absent" and key not in self._reported:
+            self._reported.add(key)
+            log.warning("cache entry %s: %s; recomputing it", key, problem)
+        return False
 
     def _discard_stale(self, key: str) -> None:
         """Move an entry of another schema version out of the way (then delete it), so the
@@ -79,6 +147,7 @@ class ResultCache:
         final = self.path(key)
         self.results.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.results, prefix=f".tmp-{key}-"))
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; follow the umask
         try:
             result.records.to_parquet(tmp / RECORDS_FILE, index=False)
             payload = {
@@ -94,10 +163,17 @@ class ResultCache:
                 if "/" in name or name in (RESULT_FILE, RECORDS_FILE) or name.startswith("."):
                     raise ValueError(f"bad artifact name {name!r}")
                 (tmp / name).write_bytes(content)
-            (tmp / RESULT_FILE).write_text(json.dumps(payload, indent=1, default=str))
+            payload = json.loads(json.dumps(payload, default=str))  # as it will read back
+            checksums = {name: _file_digest(tmp / name) for name in os.listdir(tmp)}
+            payload["checksums"] = {**checksums, RESULT_FILE: _digest(payload)}
+            (tmp / RESULT_FILE).write_text(json.dumps(payload, indent=1))
+            for name in os.listdir(tmp):  # on disk before the rename makes them visible
+                _fsync(tmp / name)
+            _fsync(tmp)
             self._discard_stale(key)
             try:
                 os.rename(tmp, final)
+                _fsync(self.results)
             except OSError:
                 if not self.has(key):  # not a lost race: a real failure
                     raise

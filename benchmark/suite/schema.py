@@ -210,7 +210,11 @@ class ModelSpec(_Strict):
 class EvaluationSpec(_Strict):
     type: str = Field(description="registered evaluation type, e.g. 'clean'")
     name: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_./+-]+$", description="column prefix (default from params)"
+        None,
+        # '/' is allowed (default names such as pgd_linf_8/255 have it; it becomes '_' in
+        # file names) but no '..' component, so a name never climbs out of a folder
+        pattern=r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*(/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)*$",
+        description="column prefix (default from params)",
     )
     params: dict[str, Any] = Field(default_factory=dict)
     shard_size: int | None = Field(

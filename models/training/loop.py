@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from benchmark.datasets.base import ArrayDataset
 from benchmark.registry import StrictParams
-from benchmark.utils import atomic_path
+from benchmark.utils import save_torch_atomic
 from models.training.augment import random_crop, random_flip
 from models.training.recipes import TrainContext
 
@@ -249,19 +249,18 @@ class TrainingLoop:
             self.end_epoch(model, train, val, record)
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.1f}")
-            with atomic_path(ctx.state_path) as tmp:
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "generator": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "epoch": epoch + 1,
-                        "history": history,
-                        "recipe": self.state_dict(),
-                    },
-                    tmp,
-                )
+            save_torch_atomic(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "recipe": self.state_dict(),
+                },
+                ctx.state_path,
+            )
         self.finish(model, train, val)
         model.eval()
         return {"history": history}
