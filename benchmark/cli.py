@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, Terminated
 
 if TYPE_CHECKING:
     from benchmark.suite.schema import ExecutorSpec
@@ -336,10 +338,19 @@ COMMANDS = {
 }
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return COMMANDS[args.command](args)
+    except Terminated:
+        print("terminated: finished jobs are cached; rerun to resume", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BenchmarkError as exc:
         for line in str(exc).splitlines() or ["error"]:
             print(f"error: {line}", file=sys.stderr)
@@ -350,3 +361,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (stop the flush-at-exit error)
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

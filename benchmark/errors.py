@@ -10,3 +10,8 @@ class BenchmarkError(Exception):
     """A problem with user input, reported as a single line naming the file/field at fault."""
 
     exit_code = 2
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread by the CLI's handler so that cleanup runs (worker
+    processes stopped, temporaries removed) and the run exits with one line, status 143."""

@@ -8,8 +8,11 @@ AutoAttack comes from the package rather than torchattacks because torchattacks'
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 
@@ -98,6 +101,24 @@ class AutoAttack(Attack):
         return x_adv
 
 
+@contextmanager
+def _global_rngs_from(ctx: AttackContext) -> Iterator[None]:
+    """Seed torch's and numpy's global RNGs (which torchattacks draws from: random starts,
+    Pixle) from ``ctx.generator``, restoring their states afterwards: the candidates then
+    depend on the context's seed alone, as the evaluation's per-block re-seeding (and
+    sharding) needs, and the caller's global streams are left untouched."""
+    seed = int(torch.randint(2**62, (1,), generator=ctx.generator))
+    devices = [ctx.device] if ctx.device.type == "cuda" else []
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        np.random.seed(seed % (2**32))
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+
+
 def _torchattacks_class(name: str) -> type:
     import torchattacks
     from torchattacks.attack import Attack as TorchattacksBase
@@ -113,7 +134,7 @@ def _torchattacks_class(name: str) -> type:
     "torchattacks", "any torchattacks attack class by name, with its keyword arguments"
 )
 class Torchattacks(Attack):
-    version = "1"
+    version = "2"  # 2: randomness from ctx.generator, not the global RNG state
 
     class Params(Attack.Params):
         attack: str = Field(description="class name, e.g. 'MIFGSM'")
@@ -135,5 +156,5 @@ class Torchattacks(Attack):
         kwargs = dict(p.kwargs)  # type: ignore[attr-defined]
         if "eps" in inspect.signature(cls.__init__).parameters:
             kwargs.setdefault("eps", ctx.eps)
-        with frozen_parameters(ctx.model):
+        with frozen_parameters(ctx.model), _global_rngs_from(ctx):
             return cls(ctx.model, **kwargs)(x, y).detach()

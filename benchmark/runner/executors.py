@@ -12,9 +12,11 @@ CLI's ``--executor`` picks one by key.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -50,11 +52,19 @@ class Executor(ABC):
     def close(self) -> None:  # noqa: B027  (optional hook; local has nothing to release)
         """Release workers (called once, also after an error or Ctrl-C)."""
 
+    def abort(self) -> None:
+        """Stop at once after an error, Ctrl-C or SIGTERM: results still in flight would be
+        discarded anyway (default: :meth:`close`)."""
+        self.close()
+
     def __enter__(self) -> Executor:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
     def threads_per_worker(self) -> int:
         """Torch threads per worker so that workers x threads <= cores (no oversubscription)."""
@@ -107,8 +117,35 @@ class LocalExecutor(Executor):
             )
 
 
+def _die_with_parent() -> None:
+    """Make this worker exit when the driver dies, even by SIGKILL (which runs no cleanup in
+    the driver): otherwise each orphan keeps its model and data (hundreds of MB) and its
+    semaphores. Linux: the kernel's parent-death signal; elsewhere (and as a backstop) a
+    daemon thread that notices the parent change."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+        if os.getppid() != parent:  # died before the call took effect
+            os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _assign_device(slots: Any, devices: list[str]) -> None:
-    """Pool initializer: each worker takes a slot number and its device (GPU i % n)."""
+    """Pool initializer: each worker takes a slot number and its device (GPU i % n), and
+    arranges to die with the driver."""
+    _die_with_parent()
     slot = slots.get()
     worker.PROCESS_DEVICE = devices[slot % len(devices)]
 
@@ -145,6 +182,24 @@ class ProcessExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def abort(self) -> None:
+        """Terminate the workers instead of waiting for their running jobs (``shutdown``
+        would wait for each to finish, minutes for a long attack)."""
+        if self._pool is None:
+            return
+        # ProcessPoolExecutor has no public way to stop running tasks: reach its processes.
+        processes = list(getattr(self._pool, "_processes", {}).values())
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+        self._pool = None
 
 
 @register_executor("ray", "each job a Ray task (local Ray, or a cluster via ray_address)")
