@@ -13,11 +13,12 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from benchmark.errors import BenchmarkError, Terminated
 
 if TYPE_CHECKING:
+    from benchmark.registry import Registry
     from benchmark.suite.schema import ExecutorSpec
 
 EPILOG = """examples:
@@ -162,12 +163,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.suite import load_suite
 
     suite = load_suite(args.suite, args.overrides)
-    log = (lambda _message: None) if args.quiet else None
-    kwargs = {"log": log} if log else {}
     executor = executor_overrides(suite.executor, args)
-    summary = run_suite(
-        suite, progress=not (args.no_progress or args.quiet), executor=executor, **kwargs
-    )
+    progress = not (args.no_progress or args.quiet)
+    if args.quiet:
+        summary = run_suite(suite, progress=progress, executor=executor, log=lambda _: None)
+    else:
+        summary = run_suite(suite, progress=progress, executor=executor)
     print(format_table(summary.leaderboard))
     if not args.quiet:
         print(f"\nwritten: {', '.join(str(p) for p in summary.written)}", file=sys.stderr)
@@ -221,7 +222,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from models import MODELS
     from models.training import RECIPES
 
-    registries = [MODELS] + ([DATASETS, EVALUATIONS, ATTACKS, RECIPES] if args.all else [])
+    registries: list[Registry[Any]] = [MODELS]
+    if args.all:
+        registries += [DATASETS, EVALUATIONS, ATTACKS, RECIPES]
     for registry in registries:
         print(f"{registry.kind}s:")
         for entry in registry:

@@ -68,6 +68,7 @@ def predict_probs(
                 ) from None
             size //= 2
             continue
+        assert probs is not None  # n_samples >= 1
         chunks.append((probs / n_samples).cpu().numpy())
         bar.update(len(batch))
         start += len(batch)

@@ -27,7 +27,7 @@ class StrictParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def params_model_from_signature(fn: Callable[..., Any], skip: set[str]) -> type[BaseModel]:
+def params_model_from_signature(fn: Callable[..., Any], skip: set[str]) -> type[StrictParams]:
     """Build a pydantic model from the keyword parameters of ``fn`` (minus ``skip``)."""
     hints = typing.get_type_hints(fn)
     fields: dict[str, Any] = {}
@@ -47,7 +47,7 @@ class Entry(Generic[T]):
     key: str
     obj: T
     description: str
-    params_model: type[BaseModel]
+    params_model: type[StrictParams]
     extras: dict[str, Any] = field(default_factory=dict)
 
     def parameter_table(self) -> list[tuple[str, str, str]]:
@@ -111,7 +111,7 @@ class Registry(Generic[T]):
     def keys(self) -> list[str]:
         return sorted(self._entries)
 
-    def validate_params(self, key: str, params: dict[str, Any]) -> BaseModel:
+    def validate_params(self, key: str, params: dict[str, Any]) -> StrictParams:
         """Validate ``params`` for entry ``key``; raises pydantic's ValidationError."""
         return self.get(key).params_model.model_validate(params)
 

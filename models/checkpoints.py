@@ -174,8 +174,9 @@ def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor], sourc
     shape mismatches with both shapes, then missing and unexpected key names.
     """
     target: nn.Module = model
-    if not any(k.startswith("backbone.") for k in state) and hasattr(model, "backbone"):
-        target = model.backbone
+    backbone = getattr(model, "backbone", None)
+    if not any(k.startswith("backbone.") for k in state) and isinstance(backbone, nn.Module):
+        target = backbone
     if mismatched := _shape_mismatches(target, state):
         raise BenchmarkError(
             f"{source}: weights do not match the model: {len(mismatched)} shape mismatch(es): "

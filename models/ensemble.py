@@ -36,6 +36,10 @@ class Ensemble(nn.Module):
     ``randomized`` is inherited: the ensemble is stochastic if any member is.
     """
 
+    # set on the ensembles that post-hoc methods build (PEP: models/posthoc/pep.py)
+    sigma: float
+    fit_info: dict[str, object]
+
     def __init__(self, members: Sequence[nn.Module]) -> None:
         super().__init__()
         if len(members) == 0:

@@ -70,6 +70,9 @@ def key_params(key: str, params: dict[str, Any]) -> dict[str, Any]:
 class NormalizedModel(nn.Module):
     """``backbone((x - mean) / std)``: the normalization is part of the model, never the data."""
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, backbone: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
         self.backbone = backbone
@@ -86,7 +89,9 @@ class NormalizedModel(nn.Module):
         oneDNN's / cuDNN's faster NHWC kernels. Attacks keep handing NCHW tensors in, so the
         conversion happens here, once per forward pass, on the input only.
         """
-        self.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format (documented, and handled at run time), but torch's
+        # typing overloads of Module.to leave it out.
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.channels_last = True
         return self
 

@@ -1,9 +1,12 @@
-"""Repository promises: CI runs exactly the README's test command; the code is ruff-clean."""
+"""Repository promises: CI runs exactly the README's test command; the code is ruff-clean
+and passes the static type check (mypy, configured in pyproject.toml)."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -36,3 +39,18 @@ def test_code_is_ruff_clean():
         [ruff, "check", "--output-format", "concise", "."], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("mypy") is None,
+    reason="mypy not installed (it is pinned in requirements.lock: run ./install.sh)",
+)
+def test_code_type_checks():
+    # [tool.mypy] in pyproject.toml; the incremental cache (.mypy_cache/) makes reruns fast
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "benchmark", "models"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -40,6 +40,8 @@ class Square(Attack):
         p_init: float = Field(0.8, gt=0, le=1)
         restarts: int = Field(1, ge=1)
 
+    params: Params
+
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         from pyautoattack.square import SquareAttack
 
@@ -49,10 +51,10 @@ class Square(Attack):
             norm=ctx.norm,
             n_queries=p.n_queries,
             eps=ctx.eps,
-            p_init=p.p_init,  # type: ignore[attr-defined]
+            p_init=p.p_init,
             n_restarts=p.restarts,
             seed=_library_seed(ctx),
-            verbose=False,  # type: ignore[attr-defined]
+            verbose=False,
             resc_schedule=False,
             device=ctx.device,
         )
@@ -76,6 +78,8 @@ class AutoAttack(Attack):
                 raise ValueError("give attacks_to_run exactly when version is 'custom'")
             return self
 
+    params: Params
+
     def build(self, ctx: AttackContext, num_classes: int) -> Any:
         from pyautoattack import AutoAttack as PackageAutoAttack
 
@@ -84,10 +88,10 @@ class AutoAttack(Attack):
             ctx.model,
             attacks=p.attacks_to_run,
             device=ctx.device,
-            eps=ctx.eps,  # type: ignore[attr-defined]
+            eps=ctx.eps,
             norm=ctx.norm,
             seed=_library_seed(ctx),
-            version=p.version,  # type: ignore[attr-defined]
+            version=p.version,
         )
         if num_classes < 10:  # targeted attacks cycle through the top n-1 wrong classes
             attack.apgd_targeted.n_target_classes = num_classes - 1
@@ -119,7 +123,7 @@ def _global_rngs_from(ctx: AttackContext) -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
-def _torchattacks_class(name: str) -> type:
+def _torchattacks_class(name: str) -> type[Any]:
     import torchattacks
     from torchattacks.attack import Attack as TorchattacksBase
 
@@ -150,10 +154,12 @@ class Torchattacks(Attack):
                 raise ValueError(f"{self.attack} does not take {bad}; it takes {allowed}")
             return self
 
+    params: Params
+
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         p = self.params
-        cls = _torchattacks_class(p.attack)  # type: ignore[attr-defined]
-        kwargs = dict(p.kwargs)  # type: ignore[attr-defined]
+        cls = _torchattacks_class(p.attack)
+        kwargs = dict(p.kwargs)
         if "eps" in inspect.signature(cls.__init__).parameters:
             kwargs.setdefault("eps", ctx.eps)
         with frozen_parameters(ctx.model), _global_rngs_from(ctx):

@@ -60,10 +60,12 @@ class CarliniWagnerL2(MinimalNormAttack):
         kappa: float = Field(0.0, ge=0, description="confidence margin")
         abort_early: bool = True
 
+    params: Params
+
     def distances(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        config: CarliniWagnerL2.Params = self.params  # type: ignore[assignment]
+        config = self.params
         n = len(x)
         to_tanh = lambda v: torch.atanh((2 * v - 1) * (1 - 1e-6))  # noqa: E731
         w0 = to_tanh(x)
@@ -122,10 +124,12 @@ class DecoupledDirectionNormL2(MinimalNormAttack):
         alpha_start: float = Field(1.0, gt=0, description="step size, cosine-annealed ...")
         alpha_end: float = Field(0.01, gt=0, description="... to this")
 
+    params: Params
+
     def distances(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        config: DecoupledDirectionNormL2.Params = self.params  # type: ignore[assignment]
+        config = self.params
         n = len(x)
         view = (-1, *([1] * (x.ndim - 1)))
         delta = torch.zeros_like(x)
@@ -192,10 +196,12 @@ class FastMinimumNormL2(MinimalNormAttack):
         gamma_init: float = Field(0.05, gt=0, lt=1, description="initial budget change")
         gamma_final: float = Field(0.001, gt=0, lt=1, description="final budget change")
 
+    params: Params
+
     def distances(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        p: FastMinimumNormL2.Params = self.params  # type: ignore[assignment]
+        p = self.params
         alpha_final = p.alpha_init / 100 if p.alpha_final is None else p.alpha_final
         n = len(x)
         view = (-1, *([1] * (x.ndim - 1)))

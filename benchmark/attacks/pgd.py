@@ -145,11 +145,12 @@ def run_pgd(
 @register_attack("pgd", "projected gradient descent (Linf/L2; CE or DLR loss; restarts; EOT)")
 class PGD(Attack):
     Params = PGDParams
+    params: PGDParams
     kind = "iterative"
     version = "1"
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
-        p: PGDParams = self.params  # type: ignore[assignment]
+        p = self.params
         step = parse_eps(p.step_size) if p.step_size is not None else 2.5 * ctx.eps / p.steps
         return run_pgd(
             x,
@@ -173,6 +174,8 @@ class FGSM(Attack):
     class Params(Attack.Params):
         loss: Literal["ce", "dlr"] = "ce"
 
+    params: Params
+
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         return run_pgd(
             x,
@@ -184,5 +187,5 @@ class FGSM(Attack):
             start_random=False,
             loss=self.params.loss,
             targeted=False,
-            early_stop=False,  # type: ignore[attr-defined]
+            early_stop=False,
         )

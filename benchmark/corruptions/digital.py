@@ -108,11 +108,11 @@ def jpeg_compression(x: torch.Tensor, severity: int, rng: np.random.Generator, s
 def _affine_source(n: int, h: int, w: int, jitter: float, rng: np.random.Generator):
     """Source coordinates of make_cifar_c.py's random affine step (``cv2.getAffineTransform``
     of three jittered points, applied by ``cv2.warpAffine``, which samples src(M^-1 p))."""
-    center = np.float32([h, w]) // 2
+    center = np.array([h, w], dtype=np.float32) // 2
     size = min(h, w) // 3
-    pts1 = np.float32([center + size, [center[0] + size, center[1] - size], center - size]).astype(
-        np.float64
-    )
+    pts1 = np.array(
+        [center + size, [center[0] + size, center[1] - size], center - size], dtype=np.float32
+    ).astype(np.float64)
     pts2 = pts1 + rng.uniform(-jitter, jitter, size=(n, 3, 2)).astype(np.float32)
     design = np.concatenate([pts1, np.ones((3, 1))], axis=1)
     affine = np.linalg.solve(design[None], pts2).transpose(0, 2, 1)  # (n, 2, 3): p2 = A p1 + t

@@ -137,6 +137,7 @@ def box_blur(x: torch.Tensor, size: int = 3) -> torch.Tensor:
 def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     """``disk()`` of make_cifar_c.py: a normalized aliased disk on a grid of at least 17x17,
     anti-aliased by ``cv2.GaussianBlur`` (3x3 up to radius 8, else 5x5; BORDER_REFLECT_101)."""
+    grid: np.ndarray
     if radius <= 8:
         grid, ksize = np.arange(-8, 8 + 1), 3
     else:

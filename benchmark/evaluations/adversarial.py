@@ -14,7 +14,7 @@ Randomized models are attacked with EOT gradients and judged by their mean predi
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
@@ -84,7 +84,10 @@ class AttackSpec(StrictParams):
         entry = ATTACKS.get(self.type)
         if norm not in entry.extras["norms"]:
             raise ValueError(f"attack '{self.type}' does not support norm {norm}")
-        return entry.obj(entry.params_model.model_validate(self.params))
+        attack = entry.obj(entry.params_model.model_validate(self.params))
+        if not isinstance(attack, Attack):  # ``_known`` admits fixed-eps attacks only
+            raise ValueError(f"attack '{self.type}' is not a fixed-eps attack")
+        return attack
 
 
 APGD_ONLY = {"apgd-ce", "apgd-dlr", "apgd-t"}
@@ -269,13 +272,18 @@ class AdversarialEvaluation(Evaluation):
     class Params(ThreatParams):
         pass
 
+    params: ThreatParams
+
     def attacks(self) -> list[tuple[str, Attack]]:
         p = self.params
+        key = self.attack_key
+        if key is None:
+            raise TypeError(f"{type(self).__name__} sets no attack_key")
         attack_params = {
             k: v for k, v in p.model_dump().items() if k not in ThreatParams.model_fields
         }
-        spec = AttackSpec(type=self.attack_key, params=attack_params)  # type: ignore[arg-type]
-        return [(self.attack_key, spec.build(p.norm))]  # type: ignore[attr-defined,list-item]
+        spec = AttackSpec(type=key, params=attack_params)
+        return [(key, spec.build(p.norm))]
 
     @classmethod
     def default_name(cls, params: StrictParams) -> str:
@@ -292,7 +300,7 @@ class AdversarialEvaluation(Evaluation):
         return [] if cls.attack_key is None else [cls.attack_key]
 
     def examples(self, data: ArrayDataset) -> ArrayDataset:
-        return data.subset(self.params.n_examples, seed=0)  # type: ignore[attr-defined]
+        return data.subset(self.params.n_examples, seed=0)
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         return self._evaluate(model, self.examples(data), ctx, offset=0)
@@ -300,7 +308,7 @@ class AdversarialEvaluation(Evaluation):
     def run_shard(
         self, model: nn.Module, data: ArrayDataset, ctx: EvalContext, start: int, stop: int
     ) -> EvaluationResult:
-        bs = self.params.batch_size or ctx.batch_size  # type: ignore[attr-defined]
+        bs = self.params.batch_size or ctx.batch_size
         if start % bs:
             raise BenchmarkError(
                 f"shard_size: shards must start at multiples of the attack batch size {bs} "
@@ -315,7 +323,7 @@ class AdversarialEvaluation(Evaluation):
     def _evaluate(
         self, model: nn.Module, data: ArrayDataset, ctx: EvalContext, offset: int
     ) -> EvaluationResult:
-        p: ThreatParams = self.params  # type: ignore[assignment]
+        p = self.params
         outcome = worst_case(
             model, data, self.attacks(), p.norm, parse_eps(p.eps), p, ctx, offset=offset
         )
@@ -326,7 +334,7 @@ class AdversarialEvaluation(Evaluation):
         )
 
     def _extras(self, counts: dict[str, Any]) -> dict[str, Any]:
-        p: ThreatParams = self.params  # type: ignore[assignment]
+        p = self.params
         return {**counts, "norm": p.norm, "eps": p.eps, "eps_value": parse_eps(p.eps)}
 
     def merge(self, shards: list[EvaluationResult]) -> EvaluationResult:
@@ -349,10 +357,13 @@ def _register_single_attack_evaluations() -> None:
         if entry.key in EVALUATIONS or entry.extras["family"] != "fixed-eps":
             continue
         params = type(f"{entry.key}_evaluation_params", (ThreatParams, entry.params_model), {})
-        cls = type(
-            f"{entry.key.title()}Evaluation",
-            (AdversarialEvaluation,),
-            {"attack_key": entry.key, "Params": params, "__doc__": entry.description},
+        cls = cast(
+            type[AdversarialEvaluation],
+            type(
+                f"{entry.key.title()}Evaluation",
+                (AdversarialEvaluation,),
+                {"attack_key": entry.key, "Params": params, "__doc__": entry.description},
+            ),
         )
         EVALUATIONS.add(Entry(entry.key, cls, entry.description, params, {"version": cls.version}))
 
@@ -363,12 +374,14 @@ class AttacksEvaluation(AdversarialEvaluation):
     class Params(ThreatParams):
         attacks: list[AttackSpec] = Field(min_length=1)
 
+    params: Params
+
     def attacks(self) -> list[tuple[str, Attack]]:
         p = self.params
         labels: list[str] = []
-        for spec in p.attacks:  # type: ignore[attr-defined]
+        for spec in p.attacks:
             labels.append(spec.type if spec.type not in labels else f"{spec.type}{len(labels)}")
-        return [(label, spec.build(p.norm)) for label, spec in zip(labels, p.attacks, strict=True)]  # type: ignore[attr-defined]
+        return [(label, spec.build(p.norm)) for label, spec in zip(labels, p.attacks, strict=True)]
 
     @classmethod
     def default_name(cls, params: StrictParams) -> str:
@@ -404,6 +417,8 @@ class EpsSweepEvaluation(Evaluation):
         attack: AttackSpec
         reuse_smaller_eps: bool = True
 
+    params: Params
+
     @classmethod
     def default_name(cls, params: StrictParams) -> str:
         return f"{params.attack.type}_sweep_{params.norm.lower()}"  # type: ignore[attr-defined]
@@ -418,15 +433,17 @@ class EpsSweepEvaluation(Evaluation):
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params
-        data = data.subset(p.n_examples, seed=0)  # type: ignore[attr-defined]
-        attack = p.attack.build(p.norm)  # type: ignore[attr-defined]
+        data = data.subset(p.n_examples, seed=0)
+        attack = p.attack.build(p.norm)
         metrics: dict[str, float] = {}
-        frames, previous, outcome = [], None, None
-        for eps in sorted(p.eps, key=parse_eps):  # type: ignore[attr-defined]
-            start = previous if p.reuse_smaller_eps else None  # type: ignore[attr-defined]
+        frames: list[pd.DataFrame] = []
+        previous: dict[str, Any] | None = None
+        outcome: dict[str, Any] | None = None
+        for eps in sorted(p.eps, key=parse_eps):
+            start = previous if p.reuse_smaller_eps else None
             outcome = worst_case(
                 model, data, [(p.attack.type, attack)], p.norm, parse_eps(eps), p, ctx, start
-            )  # type: ignore[attr-defined,arg-type]
+            )
             previous = outcome
             metrics.update({f"{eps}_{k}": v for k, v in summarize(outcome).items()})
             frames.append(outcome_records(data, outcome, suffix=f"@{eps}"))
@@ -438,10 +455,10 @@ class EpsSweepEvaluation(Evaluation):
         randomized = bool(getattr(model, "randomized", False))
         extras = {
             **_extras(data, outcome, randomized),
-            "norm": p.norm,  # type: ignore[attr-defined]
+            "norm": p.norm,
             "eps": list(p.eps),
             "eps_value": [parse_eps(e) for e in p.eps],
-        }  # type: ignore[attr-defined]
+        }
         return EvaluationResult(metrics, records, extras)
 
 

@@ -50,6 +50,10 @@ class EvaluationResult:
     cost: dict[str, float | int] = field(default_factory=dict)
 
 
+class NoParams(StrictParams):
+    """The parameters of an evaluation that takes none."""
+
+
 class Evaluation(ABC):
     """Base class; subclasses set ``Params`` and implement :meth:`run`."""
 
@@ -65,8 +69,9 @@ class Evaluation(ABC):
     # "none": no best-first sort, no "better" in ``compare``.
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
 
-    class Params(StrictParams):
-        pass
+    # The parameter model: a nested ``class Params(StrictParams)`` or ``Params = SomeParams``.
+    # Subclasses that read ``self.params`` also declare ``params: Params`` for the checker.
+    Params: ClassVar[type[StrictParams]] = NoParams
 
     @classmethod
     def metric_spec(cls, metric: str) -> MetricSpec | None:

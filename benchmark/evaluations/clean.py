@@ -39,6 +39,8 @@ class CleanEvaluation(Evaluation):
         )
         extra_ece: bool = Field(False, description="also equal-mass and classwise ECE columns")
 
+    params: Params
+
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         n_samples = self.params.n_samples if getattr(model, "randomized", False) else 1
         probs = predict_probs(

@@ -88,6 +88,7 @@ class CorruptionsEvaluation(Evaluation):
     version: ClassVar[str] = "1"
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"reference_model", "cache_dir"})
     Params = CorruptionParams
+    params: CorruptionParams
     # ``mean_<metric>`` over corruption x severity cells, then the reference-model scores of
     # ``postprocess_leaderboard`` (the reference row reads 100; lower is more robust).
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
@@ -104,7 +105,7 @@ class CorruptionsEvaluation(Evaluation):
 
     def _sets(self, data: ArrayDataset) -> Iterator[tuple[str, int, ArrayDataset]]:
         """(corruption, severity, corrupted images) in evaluation order."""
-        p: CorruptionParams = self.params  # type: ignore[assignment]
+        p = self.params
         names = resolve_corruptions(p.corruptions)
         if p.source == "cifar10c":
             info = data.info
@@ -147,7 +148,7 @@ class CorruptionsEvaluation(Evaluation):
                 )
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
-        p: CorruptionParams = self.params  # type: ignore[assignment]
+        p = self.params
         n_samples = p.n_samples if getattr(model, "randomized", False) else 1
 
         def evaluate(dataset: ArrayDataset, corruption: str, severity: int):

@@ -71,7 +71,7 @@ def _attack_params(key: str, given: dict[str, Any], spelled: dict[str, str]) -> 
     """``given`` validated by attack ``key``'s Params; errors as one ``ValueError`` line whose
     field names are spelled as the suite wrote them (``spelled``)."""
     try:
-        return ATTACKS.get(key).params_model.model_validate(given)  # type: ignore[return-value]
+        return ATTACKS.get(key).params_model.model_validate(given)
     except ValidationError as error:
         lines = []
         for line in format_validation_error(error):
@@ -314,6 +314,7 @@ class RobustnessRanking(Evaluation):
     # Grouping rows is a leaderboard-level analysis: it does not change any job's numbers.
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"replica_groups"})
     Params = RankingParams
+    params: RankingParams
     # A larger minimal perturbation is a more robust model; an example with no verified
     # adversarial (distance +inf) is an attack failure, so ``not_found_pct`` is a diagnostic
     # that should be 0. The replica variances (``postprocess_leaderboard``) measure how much
@@ -430,7 +431,7 @@ class RobustnessRanking(Evaluation):
         return written
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
-        p: RankingParams = self.params  # type: ignore[assignment]
+        p = self.params
         data = data.subset(p.n_examples, seed=0)
         bs = p.batch_size or ctx.batch_size
         probs = predict_probs(model, data.x, batch_size=bs, device=ctx.device)

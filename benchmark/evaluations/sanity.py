@@ -76,6 +76,7 @@ class SanityParams(StrictParams):
 class SanityChecks(Evaluation):
     version: ClassVar[str] = "1"
     Params = SanityParams
+    params: SanityParams
     # Diagnostics of the evaluation, not qualities of the model: the flags count has no better
     # side (the flags column names them); the unbounded-attack accuracy should be ~0, and
     # anything above means the attack, hence this row's robust accuracy, is not working.
@@ -91,7 +92,7 @@ class SanityChecks(Evaluation):
         return ["pgd"]  # the unbounded-attack check runs our PGD (``run_pgd``)
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
-        p: SanityParams = self.params  # type: ignore[assignment]
+        p = self.params
         data = data.subset(p.n_examples, seed=0)
         x, y = data.x.to(ctx.device), data.y.to(ctx.device)
         randomized = bool(getattr(model, "randomized", False))

@@ -71,7 +71,7 @@ class MetricSpec:
         return cls(
             str(data["name"]),
             str(data.get("unit", "")),
-            data.get("direction", "none"),  # type: ignore[arg-type]
+            data.get("direction", "none"),
             str(data.get("description", "")),
         )
 

@@ -24,8 +24,8 @@ def confidence_histogram(
         # density per group, so that a few errors are visible beside many correct predictions
         axes.hist(
             confidences[mask],
-            bins=edges,
-            density=mask.any(),
+            bins=edges.tolist(),
+            density=bool(mask.any()),
             alpha=0.5,
             color=color,
             label=f"{label} ({int(mask.sum())})",

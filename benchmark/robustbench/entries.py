@@ -55,18 +55,25 @@ def _number(value: Any) -> float | None:
 def _threat_columns(suite: Any) -> dict[str, tuple[str, str | None]]:
     """threat model -> (leaderboard column of its robust accuracy, eps as written)."""
     from benchmark.evaluations import EVALUATIONS, evaluation_name
+    from benchmark.evaluations.adversarial import ThreatParams
+    from benchmark.evaluations.corruptions import CorruptionParams
 
     found: dict[str, tuple[str, str | None]] = {}
     for spec in suite.evaluations:
         entry = EVALUATIONS.get(spec.type)
         params = entry.params_model.model_validate(spec.params)
         name = evaluation_name(spec.type, spec.name, spec.params)
-        if entry.obj.attack_kind(params) == "ensemble" and getattr(params, "version", "") in (
-            "standard",
-            "rand",
+        if (
+            entry.obj.attack_kind(params) == "ensemble"
+            and isinstance(params, ThreatParams)
+            and getattr(params, "version", "") in ("standard", "rand")
         ):
             found.setdefault(params.norm, (f"{name}_robust_acc_pct", str(params.eps)))
-        elif spec.type == "corruptions" and params.corruptions == "standard":
+        elif (
+            spec.type == "corruptions"
+            and isinstance(params, CorruptionParams)
+            and params.corruptions == "standard"
+        ):
             found.setdefault("corruptions", (f"{name}_mean_acc_pct", None))
     return found
 

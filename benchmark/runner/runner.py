@@ -221,12 +221,12 @@ def collect(
         params = evaluation.params_model.model_validate(spec.params)
         keys = {j.row_name: j.key for j in jobs if j.evaluation is spec}
         before = set(frame.columns)
+
+        def records(row: str, keys: dict[str, str] = keys) -> pd.DataFrame:
+            return cache.load_records(keys[row])
+
         frame = evaluation.obj.postprocess_leaderboard(
-            frame,
-            name,
-            params,
-            results.get(name, {}),
-            lambda row, keys=keys: cache.load_records(keys[row]),
+            frame, name, params, results.get(name, {}), records
         )
         for column in (c for c in frame.columns if c not in before):
             metric = str(column).removeprefix(f"{name}_")

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from benchmark.datasets import ArrayDataset, load_dataset
+from benchmark.datasets.base import Split
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult
 from benchmark.runner.costs import PassCounter
@@ -39,14 +40,14 @@ class SuiteData:
         self.suite = suite
         self._splits: dict[str, ArrayDataset] = {}
 
-    def split(self, name: str) -> ArrayDataset:
+    def split(self, name: Split) -> ArrayDataset:
         if name not in self._splits:
             spec = self.suite.dataset
             self._splits[name] = load_dataset(
                 spec.name,
                 name,
                 root=spec.root,
-                download=spec.download,  # type: ignore[arg-type]
+                download=spec.download,
             )
         return self._splits[name]
 

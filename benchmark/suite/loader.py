@@ -241,17 +241,19 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
                 errors += _check_params(
                     RECIPES, recipe, spec.training.params, f"{field}.training.params", source
                 )
-    for i, spec in enumerate(suite.evaluations):
+    for i, evaluation in enumerate(suite.evaluations):
         field = f"evaluations[{i}]"
-        if spec.type not in EVALUATIONS:
-            errors.append(unknown(EVALUATIONS, spec.type, f"{field}.type"))
+        if evaluation.type not in EVALUATIONS:
+            errors.append(unknown(EVALUATIONS, evaluation.type, f"{field}.type"))
         else:
-            errors += _check_params(EVALUATIONS, spec.type, spec.params, f"{field}.params", source)
-            shardable = getattr(EVALUATIONS.get(spec.type).obj, "shardable", False)
-            if spec.shard_size is not None and not shardable:
+            errors += _check_params(
+                EVALUATIONS, evaluation.type, evaluation.params, f"{field}.params", source
+            )
+            shardable = getattr(EVALUATIONS.get(evaluation.type).obj, "shardable", False)
+            if evaluation.shard_size is not None and not shardable:
                 errors.append(
-                    f"{source}: {field}.shard_size: evaluation type '{spec.type}' cannot be "
-                    "sharded (shardable: the single-attack types and 'attacks')"
+                    f"{source}: {field}.shard_size: evaluation type '{evaluation.type}' cannot "
+                    "be sharded (shardable: the single-attack types and 'attacks')"
                 )
     from benchmark.runner.executors import EXECUTORS
 
@@ -262,9 +264,9 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             errors.append(f"{source}: references[{i}]: file or folder not found: {reference}")
     if not errors:
         rows = [row for spec in suite.models for row in spec.row_names()]
-        for i, spec in enumerate(suite.evaluations):
-            entry = EVALUATIONS.get(spec.type)
-            params = entry.params_model.model_validate(spec.params)
+        for i, evaluation in enumerate(suite.evaluations):
+            entry = EVALUATIONS.get(evaluation.type)
+            params = entry.params_model.model_validate(evaluation.params)
             errors += [
                 f"{source}: evaluations[{i}].{line}" for line in entry.obj.check_rows(params, rows)
             ]

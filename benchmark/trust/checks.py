@@ -158,11 +158,11 @@ def eps_series(
         rows = set.intersection(*(set(v.results) for v in views))
         for row in sorted(rows):
             points = [
-                (v.eps_value(row), v.name, _acc(v.results[row]["metrics"]))
+                (point_eps, v.name, _acc(v.results[row]["metrics"]))
                 for v in views
-                if ACC in v.results[row]["metrics"] and v.eps_value(row) is not None
+                if ACC in v.results[row]["metrics"] and (point_eps := v.eps_value(row)) is not None
             ]
-            series.append((" / ".join(v.name for v in views), row, points))  # type: ignore[arg-type]
+            series.append((" / ".join(v.name for v in views), row, points))
     return series
 
 

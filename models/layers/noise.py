@@ -24,6 +24,8 @@ class GaussianNoise(nn.Module):
     ``sigma / std_c`` on channel c after normalization.
     """
 
+    scale: torch.Tensor  # buffer
+
     def __init__(self, sigma: float, scale: Sequence[float] | None = None) -> None:
         super().__init__()
         if sigma < 0:

@@ -72,6 +72,8 @@ def blur_kernel(size: int) -> torch.Tensor:
 class Blur(nn.Module):
     """Depthwise convolution of every channel with the fixed ``blur_kernel(size)``."""
 
+    kernel: torch.Tensor  # buffer
+
     def __init__(self, size: int = 2, padding: BlurPadding = "reference") -> None:
         super().__init__()
         if padding not in ("reference", "same"):

@@ -34,6 +34,9 @@ class TemperatureParams(StrictParams):
 class TemperatureScaled(nn.Module):
     """``model(x) / T``; same predictions (argmax), recalibrated confidences."""
 
+    temperature: torch.Tensor  # buffer
+    fit_info: dict[str, object]  # set by fit_temperature
+
     def __init__(self, model: nn.Module, temperature: float) -> None:
         super().__init__()
         self.model = model
