@@ -6,6 +6,7 @@ are kept (the string names leaderboard columns, the float does the math).
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Annotated, Literal
 
@@ -24,7 +25,7 @@ def parse_eps(value: object) -> float:
     elif isinstance(value, str):
         try:
             number = float(Fraction(value.replace(" ", "")))
-        except (ValueError, ZeroDivisionError):
+        except (ValueError, ZeroDivisionError, OverflowError):
             raise ValueError(
                 f"expected a number or a fraction like '8/255', got {value!r}"
             ) from None
@@ -32,6 +33,8 @@ def parse_eps(value: object) -> float:
         raise ValueError(f"expected a number or a fraction like '8/255', got {value!r}")
     if number < 0:
         raise ValueError(f"must be non-negative, got {value!r}")
+    if not math.isfinite(number):
+        raise ValueError(f"must be finite, got {value!r}")
     return number
 
 

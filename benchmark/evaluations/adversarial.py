@@ -60,8 +60,12 @@ def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tup
 class ThreatParams(StrictParams):
     norm: Norm = "Linf"
     eps: EpsField = Field(description="budget, a float or a fraction such as '8/255'")
-    n_samples: int = Field(20, ge=1, description="prediction passes for randomized models")
-    eot_samples: int = Field(20, ge=1, description="EOT gradient samples for randomized models")
+    n_samples: int = Field(
+        20, ge=1, le=10_000, description="prediction passes for randomized models"
+    )
+    eot_samples: int = Field(
+        20, ge=1, le=10_000, description="EOT gradient samples for randomized models"
+    )
     batch_size: int | None = Field(None, ge=1, description="attack batch (default: suite's)")
     n_examples: int | None = Field(
         None, ge=1, description="attack a fixed seeded subset of the evaluation data (all models)"

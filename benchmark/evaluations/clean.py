@@ -30,7 +30,9 @@ class CleanEvaluation(Evaluation):
     metrics: ClassVar[tuple[MetricSpec, ...]] = SUMMARY_METRICS  # + their _ci_low/_ci_high
 
     class Params(StrictParams):
-        n_bins: int = Field(15, ge=1, description="ECE bins (equal-width; equal-mass for adaece)")
+        n_bins: int = Field(
+            15, ge=1, le=10_000, description="ECE bins (equal-width; equal-mass for adaece)"
+        )
         n_samples: int = Field(
             1, ge=1, le=1000, description="passes averaged for randomized models"
         )

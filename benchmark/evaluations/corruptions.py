@@ -59,7 +59,7 @@ class CorruptionParams(StrictParams):
     cache_dir: str | None = Field(
         "data/corruptions", description="generate: cache of generated sets (null: none)"
     )
-    n_bins: int = Field(15, ge=1, description="equal-width ECE bins")
+    n_bins: int = Field(15, ge=1, le=10_000, description="equal-width ECE bins")
     n_samples: int = Field(1, ge=1, le=1000, description="passes for randomized models")
     reference_model: str | None = Field(
         None, description="model row for mCE / mCNLL / mCECE / relative mCE columns"

@@ -92,7 +92,7 @@ class RankingParams(StrictParams):
     attack_params: dict[str, Any] = Field(
         default_factory=dict, description="the method's parameters, checked by its Params"
     )
-    n_bins: int = Field(10, ge=1, description="R robustness bins of equal size")
+    n_bins: int = Field(10, ge=1, le=10_000, description="R robustness bins of equal size")
     ece_bins: int = Field(15, ge=1)
     n_examples: int | None = Field(None, ge=1, description="fixed seeded subset")
     batch_size: int | None = Field(None, ge=1)

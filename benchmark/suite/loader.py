@@ -82,7 +82,7 @@ def import_plugins(plugins: list[str], source: str) -> None:
                 _import_file(Path(plugin))
             else:
                 importlib.import_module(plugin)
-        except Exception as exc:  # any failure inside a plugin is the user's to fix
+        except (Exception, SystemExit) as exc:  # any failure inside a plugin is the user's
             reason = f"{type(exc).__name__}: {exc}"
             raise SuiteError(
                 [f"{source}: plugins[{index}]: cannot import '{plugin}': {reason}"]
@@ -110,7 +110,11 @@ def read_yaml(path: Path) -> Any:
         raise SuiteError([f"{path}: suite file larger than {MAX_SUITE_BYTES} bytes; refusing"])
     try:
         text = path.read_text()
-        nodes = _expanded_nodes(yaml.compose(text, Loader=yaml.SafeLoader), {})
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if (duplicate := _duplicate_key(root, set())) is not None:
+            key, line = duplicate
+            raise SuiteError([f"{path}: line {line}: duplicate key '{key}' (YAML keeps only one)"])
+        nodes = _expanded_nodes(root, {})
         if nodes > MAX_SUITE_NODES:
             raise SuiteError(
                 [f"{path}: suite expands to {nodes} YAML nodes (aliases); limit {MAX_SUITE_NODES}"]
@@ -125,6 +129,28 @@ def read_yaml(path: Path) -> Any:
         raise SuiteError([f"{path}: invalid YAML: {where}{problem}"]) from None
     except UnicodeDecodeError:
         raise SuiteError([f"{path}: not a UTF-8 text file"]) from None
+
+
+def _duplicate_key(node: yaml.Node | None, seen: set[int]) -> tuple[str, int] | None:
+    """The first mapping key given twice (and its line): YAML silently keeps the last one, so
+    ``eps: 8/255`` overridden by a forgotten ``eps: 0.5`` further down would go unnoticed."""
+    if node is None or id(node) in seen:
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in keys:
+                    return key_node.value, key_node.start_mark.line + 1
+                keys.add(key_node.value)
+            if (found := _duplicate_key(value_node, seen)) is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            if (found := _duplicate_key(item, seen)) is not None:
+                return found
+    return None
 
 
 def _expanded_nodes(node: yaml.Node | None, memo: dict[int, int]) -> int:

@@ -32,7 +32,9 @@ class DatasetSpec(_Strict):
     root: str = Field("data", description="directory holding the data files")
     split: Literal["train", "val", "test"] = "test"
     n_examples: int | None = Field(None, ge=1, description="evaluate a fixed, seeded subset")
-    subset_seed: int = Field(0, description="seed of the subset permutation (same for all models)")
+    subset_seed: int = Field(
+        0, ge=0, lt=2**63, description="seed of the subset permutation (same for all models)"
+    )
     download: bool = False
 
 
@@ -42,6 +44,8 @@ class TrainingSpec(_Strict):
     validation: bool = Field(True, description="track accuracy on the dataset's 'val' split")
     seed: int | None = Field(
         None,
+        ge=0,
+        lt=2**63,
         description="training seed (default: the suite's); distinct seeds give independent "
         "runs of one model, e.g. for robustness_ranking's replica_groups",
     )
@@ -238,7 +242,7 @@ class ExecutorSpec(_Strict):
 class Suite(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63, description="the run's seed (every job derives its own)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(256, ge=1)
     channels_last: bool = Field(

@@ -48,7 +48,7 @@ class LoopParams(StrictParams):
     warm-up epoch, random crop (padding 4) + horizontal flip.
     """
 
-    epochs: int = Field(200, ge=1)
+    epochs: int = Field(200, ge=1, le=100_000)
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.1, gt=0)

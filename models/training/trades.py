@@ -37,7 +37,7 @@ class TradesParams(LoopParams):
     step_size: EpsField = "0.007"
     attack_steps: int = Field(10, ge=1)
     start_std: float = Field(0.001, ge=0)
-    epochs: int = Field(80, ge=1)
+    epochs: int = Field(80, ge=1, le=100_000)
     weight_decay: float = Field(2e-4, ge=0)
     milestones: tuple[int, ...] = (74, 89, 99)
     gamma: float = Field(0.1, gt=0)

@@ -1,0 +1,72 @@
+"""Hostile suite values fail validation in one line instead of a traceback (or silently):
+duplicate keys, numbers too large for a float or a seed, absurd sizes, a plugin exiting."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from benchmark.suite import load_suite
+from benchmark.suite.loader import SuiteError
+from tests.conftest import tiny_suite
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_duplicate_keys_are_refused_with_their_line(tmp_path):
+    text = yaml.safe_dump(tiny_suite(tmp_path), sort_keys=False)
+    text = text.replace("seed: 3\n", "seed: 3\nseed: 4\n", 1)
+    with pytest.raises(SuiteError, match=r"line \d+: duplicate key 'seed'") as info:
+        load_suite(_write(tmp_path, text))
+    assert len(info.value.lines) == 1
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path):
+    suite = tiny_suite(tmp_path)
+    del suite["models"]
+    text = yaml.safe_dump(suite, sort_keys=False) + (
+        "models:\n"
+        "  - &m {name: cnn, model: small_cnn, params: {width: 0.25}, random_init: true}\n"
+        "  - {<<: *m, name: cnn2}\n"
+    )
+    loaded = load_suite(_write(tmp_path, text))
+    assert [m.row_name for m in loaded.models] == ["cnn", "cnn2"]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "expected"),
+    [
+        (("evaluations", 0), {"type": "pgd", "params": {"eps": "1e400"}}, "eps"),
+        (("evaluations", 0), {"type": "pgd", "params": {"eps": "1/0"}}, "eps"),
+        (("dataset", "subset_seed"), 10**40, "subset_seed"),
+        (("seed",), 10**40, "seed"),
+        (("evaluations", 0), {"type": "clean", "params": {"n_bins": 10**12}}, "n_bins"),
+        (
+            ("evaluations", 0),
+            {"type": "pgd", "params": {"eps": 0.1, "eot_samples": 10**9}},
+            "eot_samples",
+        ),
+    ],
+)
+def test_huge_or_infinite_numbers_fail_in_one_line(tmp_path, write_suite, where, value, expected):
+    suite = tiny_suite(tmp_path)
+    target = suite
+    for part in where[:-1]:
+        target = target[part]
+    target[where[-1]] = value
+    with pytest.raises(SuiteError) as info:
+        load_suite(write_suite(suite))
+    assert any(expected in line for line in info.value.lines)
+    assert all("\n" not in line for line in info.value.lines)
+
+
+def test_a_plugin_calling_sys_exit_is_an_error_not_silence(tmp_path, write_suite):
+    plugin = tmp_path / "leaves.py"
+    plugin.write_text("import sys\nsys.exit(0)\n")
+    suite = tiny_suite(tmp_path, plugins=[str(plugin)])
+    with pytest.raises(SuiteError, match="SystemExit"):
+        load_suite(write_suite(suite))
