@@ -119,3 +119,21 @@ def test_subset_is_seeded_and_sorted():
     assert torch.equal(a.indices, b.indices) and len(a) == 50
     assert not torch.equal(a.indices, test.subset(50, seed=2).indices)
     assert np.all(np.diff(a.indices.numpy()) > 0)
+
+
+def test_cifar_pixels_outside_uint8_are_refused_not_wrapped(cifar_root):
+    root, batches = cifar_root
+    data, labels = batches["test_batch"]
+    path = root / "cifar-10-batches-py" / "test_batch"
+    wide = data.astype(np.int64)
+    with open(path, "wb") as handle:  # same values in a wider integer type: accepted
+        pickle.dump({b"data": wide, b"labels": labels}, handle, protocol=2)
+    assert np.array_equal(
+        (load_dataset("cifar10", "test", root=str(root)).x * 255).round().numpy().astype(np.uint8),
+        data.reshape(-1, 3, 32, 32),
+    )
+    wide[0, 0] = 256  # would wrap to 0 under a uint8 cast
+    with open(path, "wb") as handle:
+        pickle.dump({b"data": wide, b"labels": labels}, handle, protocol=2)
+    with pytest.raises(BenchmarkError, match=r"0\.\.255"):
+        load_dataset("cifar10", "test", root=str(root))

@@ -70,3 +70,38 @@ def test_a_plugin_calling_sys_exit_is_an_error_not_silence(tmp_path, write_suite
     suite = tiny_suite(tmp_path, plugins=[str(plugin)])
     with pytest.raises(SuiteError, match="SystemExit"):
         load_suite(write_suite(suite))
+
+
+RAISING_PLUGIN = """
+from torch import nn
+from models import register_model
+
+
+class Raises(nn.Module):
+    def __init__(self, num_classes, in_channels):
+        super().__init__()
+        self.linear = nn.Linear(1, num_classes)
+
+    def forward(self, x):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied\\n(2x64 and 1x10)")
+
+
+@register_model("raising_forward", "forward raises")
+def raising_forward(num_classes, in_channels):
+    return Raises(num_classes, in_channels)
+"""
+
+
+def test_a_model_whose_forward_raises_fails_in_one_line(tmp_path, write_suite):
+    from benchmark.errors import BenchmarkError
+    from benchmark.runner import run_suite
+
+    plugin = tmp_path / "raising_plugin.py"
+    plugin.write_text(RAISING_PLUGIN)
+    suite = tiny_suite(tmp_path, plugins=[str(plugin)])
+    suite["models"] = [{"name": "bad", "model": "raising_forward", "random_init": True}]
+    with pytest.raises(BenchmarkError) as info:
+        run_suite(load_suite(write_suite(suite)), progress=False, log=lambda _m: None)
+    message = str(info.value)
+    assert "model 'bad': forward failed" in message and "RuntimeError" in message
+    assert "\n" not in message

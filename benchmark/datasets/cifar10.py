@@ -70,7 +70,16 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as handle:
             batch = _ArrayOnlyUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        raw = np.asarray(batch[b"data"])
+        # the official files hold uint8; wider integers cast to uint8 would wrap (256 -> 0)
+        if raw.dtype != np.uint8 and (
+            raw.dtype.kind not in "iu" or raw.min(initial=0) < 0 or raw.max(initial=0) > 255
+        ):
+            raise BenchmarkError(
+                f"{path}: pixels must be integers in 0..255 (uint8), got dtype {raw.dtype} "
+                f"with range {raw.min(initial=0)}..{raw.max(initial=0)}"
+            )
+        data = raw.astype(np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
     except (pickle.UnpicklingError, KeyError, TypeError, EOFError, ValueError) as exc:
         raise BenchmarkError(f"{path}: not a valid CIFAR-10 batch file ({exc})") from None

@@ -139,8 +139,15 @@ def check_model_output(
     else (a plugin returning features, probabilities of the wrong width, a tuple) would
     otherwise fail deep inside an attack or, worse, be scored."""
     probe = data.x[:2].to(device)
-    with torch.no_grad():
-        out = model(probe)
+    try:
+        with torch.no_grad():
+            out = model(probe)
+    except Exception as exc:  # a plugin's forward is the user's code: report it in one line
+        message = " ".join(str(exc).split())
+        raise BenchmarkError(
+            f"model '{row}': forward failed on a batch of {len(probe)} input(s) of shape "
+            f"{tuple(probe.shape)}: {type(exc).__name__}: {message}"
+        ) from None
     expected = (len(probe), data.info.num_classes)
     if not isinstance(out, torch.Tensor):
         raise BenchmarkError(f"model '{row}': returned {type(out).__name__}, expected a tensor")
