@@ -59,3 +59,15 @@ def test_nan_on_perturbed_inputs_is_not_an_attack_success(trained):
     )
     with pytest.raises(BenchmarkError, match="non-finite logits"):
         run("pgd", poisoned, sub, norm="Linf", eps=0.1, steps=3)
+
+
+def test_nan_on_perturbed_inputs_fails_the_sanity_checks(trained):
+    model, test = trained
+    sub = test.subset(16, 0)
+    clean = sub.x
+    poisoned = NanWhen(
+        model,
+        lambda x: ~(x[:, None] == clean[None]).flatten(2).all(2).any(1),
+    )
+    with pytest.raises(BenchmarkError, match="sanity: unbounded attack: the model returned"):
+        run("sanity", poisoned, sub)

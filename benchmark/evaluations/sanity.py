@@ -34,6 +34,7 @@ from benchmark.evaluations.base import (
     EvaluationResult,
     register_evaluation,
 )
+from benchmark.inference import raise_non_finite
 from benchmark.metrics.specs import MetricSpec
 from benchmark.registry import StrictParams
 from benchmark.trust.flags import register_flag
@@ -100,6 +101,9 @@ class SanityChecks(Evaluation):
 
         with torch.no_grad():
             first, second = model(x), model(x)
+        for logits in (first, second):
+            if not torch.isfinite(logits).all():
+                raise_non_finite(logits, "sanity")
         row_sums = first.sum(1)
         checks["outputs_probabilities"] = {
             "min_output": float(first.min()),
@@ -151,7 +155,10 @@ class SanityChecks(Evaluation):
             early_stop=not randomized,
         )
         with torch.no_grad():
-            unbounded_acc = 100.0 * float((model(x_adv).argmax(1) == y).float().mean())
+            logits = model(x_adv)
+        if not torch.isfinite(logits).all():  # NaN's argmax would count as a prediction
+            raise_non_finite(logits, "sanity: unbounded attack")
+        unbounded_acc = 100.0 * float((logits.argmax(1) == y).float().mean())
         checks["unbounded_attack_fails"] = {
             "accuracy_at_eps_1_pct": unbounded_acc,
             "failed": unbounded_acc > p.max_unbounded_acc_pct,
