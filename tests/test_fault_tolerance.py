@@ -56,7 +56,11 @@ def cli(suite_path: Path, *extra: str, env: dict[str, str] | None = None) -> sub
 def finished(results: Path) -> list[Path]:
     if not results.is_dir():
         return []
-    return [p for p in results.iterdir() if (p / RESULT_FILE).is_file()]
+    # hidden ".tmp-*" folders are results still being written (a kill may leave one with its
+    # result.json but never renamed into place): the cache never reads them, so neither here
+    return [
+        p for p in results.iterdir() if not p.name.startswith(".") and (p / RESULT_FILE).is_file()
+    ]
 
 
 def assert_cache_intact(results: Path) -> None:
