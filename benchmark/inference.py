@@ -14,9 +14,12 @@ from tqdm import tqdm
 from benchmark.errors import BenchmarkError
 
 
-def raise_non_finite(logits: torch.Tensor, desc: str) -> None:
-    """Stop the job: a NaN/inf logit has no softmax, and scoring it would turn a broken model
-    into an accuracy (NaN argmax is 0) or an attack "success" on a perturbed input."""
+def check_finite(logits: torch.Tensor, desc: str) -> None:
+    """Stop the job if any logit is NaN/inf: it has no softmax, and scoring it would turn a
+    broken model into an accuracy (NaN argmax is 0) or an attack "success" on a perturbed
+    input."""
+    if torch.isfinite(logits).all():
+        return
     bad = int((~torch.isfinite(logits)).flatten(1).any(1).sum())
     raise BenchmarkError(
         f"{desc}: the model returned non-finite logits (NaN/inf) for {bad} of {len(logits)} "
@@ -54,8 +57,7 @@ def predict_probs(
             probs = None
             for _ in range(n_samples):
                 logits = model(batch)
-                if not torch.isfinite(logits).all():
-                    raise_non_finite(logits, desc)
+                check_finite(logits, desc)
                 p = torch.softmax(logits.double(), dim=1)
                 probs = p if probs is None else probs + p
         except torch.OutOfMemoryError:

@@ -26,6 +26,11 @@ class NanWhen(nn.Module):
         return torch.where(mask[:, None], torch.full_like(out, float("nan")), out)
 
 
+def nan_off(model: nn.Module, clean: torch.Tensor) -> NanWhen:
+    """``model``, finite exactly on the images ``clean`` and NaN on anything an attack moved."""
+    return NanWhen(model, lambda x: ~(x[:, None] == clean[None]).flatten(2).all(2).any(1))
+
+
 def run(kind: str, model: nn.Module, data, **params):
     entry = EVALUATIONS.get(kind)
     evaluation = entry.obj(entry.params_model.model_validate(params))
@@ -51,12 +56,7 @@ def test_nan_on_some_examples_fails_the_clean_evaluation(trained):
 def test_nan_on_perturbed_inputs_is_not_an_attack_success(trained):
     model, test = trained
     sub = test.subset(40, 0)
-    clean = sub.x
-    # finite exactly on the clean images, NaN on anything an attack moved
-    poisoned = NanWhen(
-        model,
-        lambda x: ~(x[:, None] == clean[None]).flatten(2).all(2).any(1),
-    )
+    poisoned = nan_off(model, sub.x)
     with pytest.raises(BenchmarkError, match="non-finite logits"):
         run("pgd", poisoned, sub, norm="Linf", eps=0.1, steps=3)
 
@@ -64,10 +64,6 @@ def test_nan_on_perturbed_inputs_is_not_an_attack_success(trained):
 def test_nan_on_perturbed_inputs_fails_the_sanity_checks(trained):
     model, test = trained
     sub = test.subset(16, 0)
-    clean = sub.x
-    poisoned = NanWhen(
-        model,
-        lambda x: ~(x[:, None] == clean[None]).flatten(2).all(2).any(1),
-    )
+    poisoned = nan_off(model, sub.x)
     with pytest.raises(BenchmarkError, match="sanity: unbounded attack: the model returned"):
         run("sanity", poisoned, sub)

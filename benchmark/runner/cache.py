@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.evaluations.base import EvaluationResult
-from benchmark.utils import current_umask
+from benchmark.utils import current_umask, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,6 @@ def _digest(payload: dict[str, Any]) -> str:
     """SHA-256 of the payload's canonical JSON (without its own ``checksums`` field)."""
     body = {k: v for k, v in payload.items() if k != "checksums"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def entry_problem(folder: Path) -> str | None:
@@ -84,7 +80,7 @@ def entry_problem(folder: Path) -> str | None:
         if name == RESULT_FILE:
             continue
         path = folder / name
-        if "/" in name or not path.is_file() or _file_digest(path) != digest:
+        if "/" in name or not path.is_file() or file_sha256(path) != digest:
             return f"{name} does not match its checksum (truncated, edited or missing)"
     return None
 
@@ -164,7 +160,7 @@ class ResultCache:
                     raise ValueError(f"bad artifact name {name!r}")
                 (tmp / name).write_bytes(content)
             payload = json.loads(json.dumps(payload, default=str))  # as it will read back
-            checksums = {name: _file_digest(tmp / name) for name in os.listdir(tmp)}
+            checksums = {name: file_sha256(tmp / name) for name in os.listdir(tmp)}
             payload["checksums"] = {**checksums, RESULT_FILE: _digest(payload)}
             (tmp / RESULT_FILE).write_text(json.dumps(payload, indent=1))
             for name in os.listdir(tmp):  # on disk before the rename makes them visible

@@ -23,6 +23,7 @@ from benchmark.datasets import ArrayDataset, load_dataset
 from benchmark.datasets.base import Split
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult
+from benchmark.inference import check_finite
 from benchmark.runner.costs import PassCounter
 from benchmark.runner.jobs import Task, expand_jobs, model_identity, posthoc_identity, training_job
 from benchmark.suite.schema import ModelSpec, Suite
@@ -156,8 +157,7 @@ def check_model_output(
             f"model '{row}': output shape {tuple(out.shape)} for {len(probe)} input(s), "
             f"expected {expected} (logits)"
         )
-    if not torch.isfinite(out).all():
-        raise BenchmarkError(f"model '{row}': non-finite outputs (NaN/inf) on clean inputs")
+    check_finite(out, f"model '{row}' on clean inputs")
 
 
 class JobWorker:
