@@ -14,7 +14,7 @@ from benchmark.datasets.digits import DIGITS_INFO
 from benchmark.errors import BenchmarkError
 from models import Ensemble, MemberSpec, build_model, load_ensemble, save_checkpoint
 from models.layers import MCDropout
-from models.posthoc import TemperatureScaled, fit_posthoc, pep_ensemble
+from models.posthoc import PEPParams, TemperatureScaled, fit_posthoc, pep_ensemble
 from models.posthoc.pep import golden_section_search, perturbed_parameter_names, validation_nll
 from models.training import TrainingJob, train_or_load
 
@@ -107,7 +107,7 @@ def test_load_ensemble_from_checkpoints(tmp_path):
 def test_pep_sigma_zero_reproduces_the_base_model_exactly():
     base = small(5)
     x = torch.rand(6, 1, 8, 8)
-    ensemble = pep_ensemble(base, sigma=0.0, members=4, seed=0)
+    ensemble = pep_ensemble(base, sigma=0.0, members=4, seed=0, min_out=1)
     with torch.no_grad():
         reference = base(x)
         for member in ensemble.members:
@@ -117,44 +117,112 @@ def test_pep_sigma_zero_reproduces_the_base_model_exactly():
         assert torch.allclose(ensemble(x).softmax(1), reference.softmax(1), atol=1e-6)
 
 
-def test_pep_perturbs_conv_and_large_dense_weights_only_and_is_seeded():
-    base = nn.Sequential(
-        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 40), nn.Linear(40, 10)
+def pep_test_net() -> nn.Module:
+    """Conv and dense layers on both sides of the reference's 32-output threshold."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3),  # 0: 32 outputs, left alone by the reference CIFAR rule
+        nn.BatchNorm2d(32),
+        nn.Conv2d(32, 33, 3),  # 2: 33 outputs, perturbed
+        nn.BatchNorm2d(33),
+        nn.Flatten(),
+        nn.Linear(33 * 4 * 4, 40),  # 5: perturbed
+        nn.Linear(40, 10),  # 6: 10 outputs, left alone
     ).eval()
-    assert perturbed_parameter_names(base) == ["0.weight", "3.weight"]
+
+
+def test_pep_perturbs_only_weights_of_layers_with_more_than_32_outputs_and_is_seeded():
+    base = pep_test_net()
+    assert PEPParams().min_out == 33 and PEPParams().layers == "conv_and_linear"
+    assert perturbed_parameter_names(base) == ["2.weight", "5.weight"]
     members = pep_ensemble(base, 0.05, members=3, seed=7).members
-    before = base.state_dict()
+    before = base.state_dict()  # parameters and BatchNorm statistics
     for member in members:
         after = member.state_dict()
         for name in before:
             changed = not torch.equal(after[name], before[name])
-            assert changed == (name in ("0.weight", "3.weight")), name
-        noise = after["0.weight"] - before["0.weight"]
-        assert 0.02 < noise.std().item() < 0.08  # sigma 0.05 on 36 weights
+            assert changed == (name in ("2.weight", "5.weight")), name
+        noise = after["2.weight"] - before["2.weight"]
+        assert 0.045 < noise.std().item() < 0.055  # additive N(0, 0.05^2) on 9504 weights
+        assert abs(noise.mean().item()) < 0.005
     again = pep_ensemble(base, 0.05, members=5, seed=7).members
-    assert torch.equal(members[1][0].weight, again[1][0].weight)  # same seed, same member
-    assert not torch.equal(members[0][0].weight, members[1][0].weight)
+    assert torch.equal(members[1][2].weight, again[1][2].weight)  # same seed, same member
+    assert not torch.equal(members[0][2].weight, members[1][2].weight)
     other = pep_ensemble(base, 0.05, members=1, seed=8).members[0]
-    assert not torch.equal(other[0].weight, members[0][0].weight)
+    assert not torch.equal(other[2].weight, members[0][2].weight)
 
 
-def test_golden_section_search_finds_the_minimum():
-    best, trace = golden_section_search(lambda s: (s - 0.03) ** 2, 0.0, 0.1, 10)
-    assert abs(best - 0.03) < 0.1 * 0.618**10
-    assert len(trace) == 12  # two initial points, then one evaluation per iteration
+def test_pep_layer_options_cover_the_other_reference_scripts():
+    base = pep_test_net()
+    every_kernel = ["0.weight", "2.weight", "5.weight", "6.weight"]  # MNIST CNN script
+    assert perturbed_parameter_names(base, min_out=1) == every_kernel
+    assert perturbed_parameter_names(base, 1, "conv") == ["0.weight", "2.weight"]  # ImageNet
+    assert perturbed_parameter_names(base, 33, "linear") == ["5.weight"]
+    assert perturbed_parameter_names(base, 41) == []
+    dumped = PEPParams().model_dump()  # the post-hoc cache key holds these
+    assert {"min_out", "layers"} <= dumped.keys() and "dense_min_out_features" not in dumped
+
+
+def reference_golden_brackets(objective, low: float, high: float, iterations: int) -> list:
+    """The brackets [lo, hi] that each iteration of the reference golden_search starts from."""
+    phi = (math.sqrt(5) - 1) / 2
+    brackets = []
+    for _ in range(iterations):
+        brackets.append((low, high))
+        upper = low + (high - low) * phi
+        lower = low + (upper - low) * phi
+        if objective(upper) < objective(lower):
+            low = lower
+        else:
+            high = upper
+    return brackets
+
+
+def test_golden_section_search_matches_the_reference_iterations_and_answer():
+    for target in (0.0, 0.0123, 0.03, 0.0777, 0.1):
+        objective = lambda s, t=target: (s - t) ** 2  # noqa: E731
+        best, trace = golden_section_search(objective, 0.0, 0.1, 10)
+        assert len(trace) == 11  # two points, then one new point per iteration
+        last_low, last_high = reference_golden_brackets(objective, 0.0, 0.1, 10)[-1]
+        assert best == (last_low + last_high) / 2  # the bracket before the last update
+        assert last_low <= target <= last_high and last_high - last_low == pytest.approx(
+            0.1 * 0.618034**9
+        )
+    # sigmas the reference published for its CIFAR-10 CNNs (Table 2 notebook): midpoints of
+    # brackets shrunk 9 times from [0, 0.1]; a search centred on one returns it
+    for published in (0.02294902, 0.01950483, 0.02720626, 0.01818927):
+        best, _ = golden_section_search(lambda s, p=published: (s - p) ** 2, 0.0, 0.1, 10)
+        assert round(best, 8) == published
+    # ties keep the lower part of the bracket (reference: update the upper side)
+    flat, trace = golden_section_search(lambda s: 1.0, 0.0, 0.1, 10)
+    assert flat == pytest.approx(0.1 * 0.618034**9 / 2) and len(trace) == 11
+    one, trace = golden_section_search(lambda s: s, 0.0, 0.1, 1)
+    assert one == 0.05 and len(trace) == 2  # one iteration: the initial bracket's midpoint
 
 
 def test_pep_search_on_digits_does_not_lose_validation_likelihood(trained, digits_val):
-    pep = fit_posthoc("pep", trained, digits_val, {"members": 10}, seed=0)
+    every = {"min_out": 1}  # small_cnn width 0.5 has no layer with more than 32 outputs
+    pep = fit_posthoc("pep", trained, digits_val, {"members": 10, **every}, seed=0)
     sigma = pep.fit_info["sigma"]
     assert 0 < sigma < 0.1
-    assert len(pep.members) == 10 and len(pep.fit_info["search"]) == 12
+    assert len(pep.members) == 10 and len(pep.fit_info["search"]) == 11
+    assert pep.fit_info["perturbed"] == perturbed_parameter_names(trained, 1)
     nll_zero = validation_nll(trained, digits_val)
     nll_sigma = validation_nll(pep, digits_val)
     assert nll_sigma <= nll_zero
-    quick = {"members": 2, "search_members": 2, "iterations": 2}
+    quick = {"members": 2, "search_members": 2, "iterations": 2, **every}
     first, second = (fit_posthoc("pep", trained, digits_val, quick, seed=0) for _ in range(2))
     assert first.fit_info == second.fit_info  # the search is deterministic given the seed
+
+
+def test_pep_on_a_model_with_nothing_to_perturb_fails_the_search_and_warns(digits_val):
+    model = small(10)  # small_cnn width 0.25: 8 and 16 channels, 10 outputs
+    assert perturbed_parameter_names(model) == []
+    with pytest.raises(BenchmarkError, match=r"perturbs no weights.*min_out"):
+        fit_posthoc("pep", model, digits_val, {"members": 2, "search_members": 2})
+    with pytest.warns(UserWarning, match="every member equals the model"):
+        fixed = fit_posthoc("pep", model, digits_val, {"sigma": 0.05, "members": 2})
+    assert fixed.fit_info["perturbed"] == []
 
 
 def test_temperature_scaling_never_increases_validation_nll(trained, digits_val):
