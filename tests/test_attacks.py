@@ -17,8 +17,8 @@ from benchmark.evaluations.adversarial import AttackSpec, ThreatParams, wilson_i
 CPU = torch.device("cpu")
 
 
-def ctx(seed: int = 123, batch_size: int = 128) -> EvalContext:
-    return EvalContext(CPU, batch_size, seed, progress=False)
+def ctx(seed: int = 123, batch_size: int = 128, randomized: bool = False) -> EvalContext:
+    return EvalContext(CPU, batch_size, seed, progress=False, randomized=randomized)
 
 
 def robust_acc(model, data, norm, eps, attacks, seed=123, **threat) -> float:
@@ -218,7 +218,8 @@ def test_randomized_models_get_eot_and_mean_predictions(trained):
     model.calls = 0
     params = ThreatParams(norm="Linf", eps=0.05, eot_samples=7, n_samples=5)
     attack = AttackSpec(type="pgd", params={"steps": 2, "restarts": 1}).build("Linf")
-    worst_case(model, subset, [("pgd", attack)], "Linf", 0.05, params, ctx(batch_size=64))
+    context = ctx(batch_size=64, randomized=True)
+    worst_case(model, subset, [("pgd", attack)], "Linf", 0.05, params, context)
     # EOT: 2 steps x 7 samples per batch for the attack; prediction passes are multiples of 5
     n_attacked_batches = 1
     attack_calls = 2 * 7 * n_attacked_batches  # one restart: no check of the last iterate

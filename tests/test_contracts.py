@@ -381,7 +381,7 @@ def _expected_groups(key: str, records: pd.DataFrame) -> list[pd.DataFrame]:
 
 def _run(evaluation, model, data, salt: int):
     _other_global_rng_state(salt)
-    return evaluation.run(model, data, EvalContext(CPU, 16, SEED, progress=False))
+    return evaluation.run(model, data, EvalContext.for_model(model, CPU, 16, SEED, False))
 
 
 def _same(a: float, b: float) -> bool:

@@ -70,7 +70,9 @@ def test_cifar10c_source_evaluates_official_files(tmp_path):
         corruptions=["fog", "contrast"], severities=[2, 5], source="cifar10c", root=str(tmp_path),
         n_examples=4,
     )  # fmt: skip
-    result = CorruptionsEvaluation(params).run(model, data, EvalContext(CPU, 8, 0, False))
+    result = CorruptionsEvaluation(params).run(
+        model, data, EvalContext.for_model(model, CPU, 8, 0, False)
+    )
     records = result.records
     assert set(records["corruption"]) == {"clean", "fog", "contrast"}
     assert len(records) == 4 + 2 * 2 * 4
@@ -79,7 +81,7 @@ def test_cifar10c_source_evaluates_official_files(tmp_path):
     assert set(result.extras["per_corruption"]["fog"]) == {"2", "5"}
     with pytest.raises(BenchmarkError, match=r"expected .*snow\.npy"):
         bad = CorruptionParams(corruptions=["snow"], source="cifar10c", root=str(tmp_path))
-        CorruptionsEvaluation(bad).run(model, data, EvalContext(CPU, 8, 0, False))
+        CorruptionsEvaluation(bad).run(model, data, EvalContext.for_model(model, CPU, 8, 0, False))
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,11 @@ def test_accuracy_does_not_increase_with_severity(trained, length_scale, capsys)
         params = CorruptionParams(
             corruptions=NOISE_AND_BLUR, length_scale=length_scale, cache_dir=None, seed=seed
         )
-        runs.append(CorruptionsEvaluation(params).run(model, test, EvalContext(CPU, 512, 0, False)))
+        runs.append(
+            CorruptionsEvaluation(params).run(
+                model, test, EvalContext.for_model(model, CPU, 512, 0, False)
+            )
+        )
     clean = runs[0].extras["clean"]["acc_pct"]
     table = {
         name: [clean]

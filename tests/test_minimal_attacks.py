@@ -147,7 +147,7 @@ def test_fmn_ranking_evaluation_verifies_every_distance(trained):
     params = entry.params_model.model_validate(
         {"method": "fmn", "n_bins": 4, "n_examples": 40, "attack_params": {"steps": 30}}
     )
-    result = entry.obj(params).run(model, data, EvalContext(CPU, 64, 0, False))
+    result = entry.obj(params).run(model, data, EvalContext.for_model(model, CPU, 64, 0, False))
     records = result.records
     assert result.extras["n_unverified"] == 0 and records["verified"].all()
     assert (records.loc[~records["correct"], "distance"] == 0).all()
@@ -181,7 +181,7 @@ def test_a_plugin_attack_is_a_ranking_method(trained):
     params = entry.params_model.model_validate(
         {"method": "test_minimal_scale", "n_bins": 2, "n_examples": 20, "attack_params": {}}
     )
-    result = entry.obj(params).run(model, data, EvalContext(CPU, 64, 0, False))
+    result = entry.obj(params).run(model, data, EvalContext.for_model(model, CPU, 64, 0, False))
     assert result.extras["n_unverified"] == 0
     with pytest.raises(ValueError, match=r"attack_params\.points: Input should be greater"):
         entry.params_model.model_validate(

@@ -34,7 +34,7 @@ def nan_off(model: nn.Module, clean: torch.Tensor) -> NanWhen:
 def run(kind: str, model: nn.Module, data, **params):
     entry = EVALUATIONS.get(kind)
     evaluation = entry.obj(entry.params_model.model_validate(params))
-    return evaluation.run(model, data, EvalContext(CPU, 64, 0, progress=False))
+    return evaluation.run(model, data, EvalContext.for_model(model, CPU, 64, 0, False))
 
 
 def test_nan_on_large_batches_fails_the_clean_evaluation(trained):

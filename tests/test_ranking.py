@@ -82,7 +82,7 @@ def test_ranking_evaluation_bins_and_invariants(trained, method):
     params = entry.params_model.model_validate(
         {"method": method, "n_bins": 5, "n_examples": 100, "steps": 50, "binary_search_steps": 6}
     )
-    result = entry.obj(params).run(model, data, EvalContext(CPU, 128, 0, False))
+    result = entry.obj(params).run(model, data, EvalContext.for_model(model, CPU, 128, 0, False))
     records = result.records
     assert len(records) == 100
     sizes = records["bin"].value_counts().sort_index()

@@ -21,7 +21,9 @@ CPU = torch.device("cpu")
 def run_sanity(model, data):
     entry = EVALUATIONS.get("sanity")
     params = entry.params_model.model_validate({"n_examples": 60, "unbounded_steps": 50})
-    return entry.obj(params).run(model.eval(), data, EvalContext(CPU, 64, 0, False))
+    return entry.obj(params).run(
+        model.eval(), data, EvalContext.for_model(model, CPU, 64, 0, False)
+    )
 
 
 class Softmaxed(nn.Module):

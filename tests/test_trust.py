@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.evaluations import EVALUATIONS
+from benchmark.evaluations import EVALUATIONS  # noqa: F401 (registers the types)
+from benchmark.suite.schema import EvaluationSpec
 from benchmark.trust import FLAG_EXPLANATIONS
 from benchmark.trust.checks import CHECKS, EvaluationView, TrustInputs, add_flags, run_checks
 from models import register_model
@@ -171,15 +172,9 @@ def test_check_runs_only_the_missing_sanity_jobs(tmp_path, write_suite, capsys):
 
 
 def _view(name: str, type_: str, params: dict, results: dict) -> EvaluationView:
-    entry = EVALUATIONS.get(type_)
-    validated = entry.params_model.model_validate(params)
+    resolved = EvaluationSpec(type=type_, params=params).resolved
     return EvaluationView(
-        name,
-        type_,
-        validated,
-        entry.obj.attack_kind(validated),
-        entry.obj.adversarial,
-        results,
+        name, type_, resolved.params, resolved.attack_kind, resolved.adversarial, results
     )
 
 

@@ -6,7 +6,6 @@ from benchmark.evaluations.base import (
     EvalContext,
     Evaluation,
     EvaluationResult,
-    evaluation_name,
     register_evaluation,
 )
 
@@ -18,7 +17,6 @@ __all__ = [
     "adversarial",
     "clean",
     "corruptions",
-    "evaluation_name",
     "ranking",
     "register_evaluation",
     "sanity",

@@ -35,12 +35,8 @@ from benchmark.attacks import (
 from benchmark.attacks.threat import EpsField, Norm, valid_adversarial
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations.base import (
-    EVALUATIONS,
-    EvalContext,
-    Evaluation,
-    EvaluationResult,
-)
+from benchmark.evaluations.base import EVALUATIONS, EvalContext, EvaluationResult
+from benchmark.evaluations.capabilities import Adversarial, Shardable, SuiteFigures
 from benchmark.evaluations.predictions import predict_probs, prediction_records
 from benchmark.metrics.specs import MetricSpec
 from benchmark.registry import Entry, StrictParams
@@ -139,7 +135,7 @@ def worst_case(
     example's outcome therefore depends only on its block, never on which other blocks ran
     first: a shard starting at a multiple of ``bs`` reproduces the unsharded run exactly.
     """
-    randomized = bool(getattr(model, "randomized", False))
+    randomized = ctx.randomized
     passes = params.n_samples if randomized else 1
     bs = params.batch_size or ctx.batch_size
     y_all = data.y
@@ -264,13 +260,11 @@ def _extras(data: ArrayDataset, outcome: dict[str, Any], randomized: bool) -> di
     }
 
 
-class AdversarialEvaluation(Evaluation):
+class AdversarialEvaluation(Shardable, Adversarial, SuiteFigures):
     """Base of the single-attack types and of ``attacks`` (several attacks, worst case)."""
 
     version: ClassVar[str] = "3"  # 3: attacks run in fixed blocks (shardable)
-    adversarial: ClassVar[bool] = True
     attack_key: ClassVar[str | None] = None
-    shardable: ClassVar[bool] = True
     metrics: ClassVar[tuple[MetricSpec, ...]] = THREAT_METRICS
 
     class Params(ThreatParams):
@@ -318,7 +312,7 @@ class AdversarialEvaluation(Evaluation):
                 f"shard_size: shards must start at multiples of the attack batch size {bs} "
                 f"(got a shard at {start})"
             )
-        if getattr(model, "randomized", False):
+        if ctx.randomized:
             raise BenchmarkError(
                 "shard_size: randomized models cannot be sharded (their noise is one RNG stream)"
             )
@@ -331,11 +325,9 @@ class AdversarialEvaluation(Evaluation):
         outcome = worst_case(
             model, data, self.attacks(), p.norm, parse_eps(p.eps), p, ctx, offset=offset
         )
-        randomized = bool(getattr(model, "randomized", False))
         records = outcome_records(data, outcome)
-        return EvaluationResult(
-            summarize_records(records), records, self._extras(_extras(data, outcome, randomized))
-        )
+        extras = _extras(data, outcome, ctx.randomized)
+        return EvaluationResult(summarize_records(records), records, self._extras(extras))
 
     def _extras(self, counts: dict[str, Any]) -> dict[str, Any]:
         p = self.params
@@ -369,7 +361,7 @@ def _register_single_attack_evaluations() -> None:
                 {"attack_key": entry.key, "Params": params, "__doc__": entry.description},
             ),
         )
-        EVALUATIONS.add(Entry(entry.key, cls, entry.description, params, {"version": cls.version}))
+        EVALUATIONS.add(Entry(entry.key, cls, entry.description, params))
 
 
 class AttacksEvaluation(AdversarialEvaluation):
@@ -401,7 +393,7 @@ class AttacksEvaluation(AdversarialEvaluation):
         return list(dict.fromkeys(spec.type for spec in params.attacks))  # type: ignore[attr-defined]
 
 
-class EpsSweepEvaluation(Evaluation):
+class EpsSweepEvaluation(Adversarial, SuiteFigures):
     """One attack over a list of eps values: robust accuracy vs eps.
 
     With ``reuse_smaller_eps`` an example broken at a smaller eps is counted broken at larger
@@ -409,7 +401,6 @@ class EpsSweepEvaluation(Evaluation):
     """
 
     version: ClassVar[str] = "3"  # 3: attacks run in fixed blocks
-    adversarial: ClassVar[bool] = True
     # ``<eps>_<metric>`` for every eps of the sweep, e.g. ``8/255_robust_acc_pct``.
     metrics: ClassVar[tuple[MetricSpec, ...]] = tuple(
         spec.renamed("{eps}_" + spec.name, f"{spec.description}, at one eps of the sweep")
@@ -456,9 +447,8 @@ class EpsSweepEvaluation(Evaluation):
         extra = [f.drop(columns=[c for c in f.columns if "@" not in c]) for f in frames]
         probs = frames[-1][[c for c in frames[-1].columns if c.startswith("prob_")]]
         records = pd.concat([base, *extra, probs], axis=1)
-        randomized = bool(getattr(model, "randomized", False))
         extras = {
-            **_extras(data, outcome, randomized),
+            **_extras(data, outcome, ctx.randomized),
             "norm": p.norm,
             "eps": list(p.eps),
             "eps_value": [parse_eps(e) for e in p.eps],
@@ -473,7 +463,7 @@ def register_builtin() -> None:
         ("eps_sweep", EpsSweepEvaluation, "one attack over a list of eps: robust accuracy vs eps"),
     ):
         if key not in EVALUATIONS:
-            EVALUATIONS.add(Entry(key, cls, description, cls.Params, {"version": cls.version}))
+            EVALUATIONS.add(Entry(key, cls, description, cls.Params))
 
 
 register_builtin()

@@ -10,12 +10,8 @@ from pydantic import Field
 from torch import nn
 
 from benchmark.datasets.base import ArrayDataset
-from benchmark.evaluations.base import (
-    EvalContext,
-    Evaluation,
-    EvaluationResult,
-    register_evaluation,
-)
+from benchmark.evaluations.base import EvalContext, EvaluationResult, register_evaluation
+from benchmark.evaluations.capabilities import SuiteFigures
 from benchmark.evaluations.predictions import predict_probs, prediction_records, summary_metrics
 from benchmark.metrics.specs import SUMMARY_METRICS, MetricSpec
 from benchmark.registry import StrictParams
@@ -24,7 +20,7 @@ from benchmark.registry import StrictParams
 @register_evaluation(
     "clean", "accuracy, NLL, Brier, ECE, MCE, AUROC, AUPR, FPR95, AURC on unperturbed inputs"
 )
-class CleanEvaluation(Evaluation):
+class CleanEvaluation(SuiteFigures):
     # 2: MCE and the failure-prediction metrics, bootstrap intervals for ECE and AUROC.
     version = "2"
     metrics: ClassVar[tuple[MetricSpec, ...]] = SUMMARY_METRICS  # + their _ci_low/_ci_high
@@ -44,7 +40,7 @@ class CleanEvaluation(Evaluation):
     params: Params
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
-        n_samples = self.params.n_samples if getattr(model, "randomized", False) else 1
+        n_samples = self.params.n_samples if ctx.randomized else 1
         probs = predict_probs(
             model,
             data.x,

@@ -25,12 +25,8 @@ from benchmark.corruptions.scores import relative_scores
 from benchmark.datasets.base import ArrayDataset
 from benchmark.datasets.cifar10c import cifar10c_folder, load_cifar10c
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations.base import (
-    EvalContext,
-    Evaluation,
-    EvaluationResult,
-    register_evaluation,
-)
+from benchmark.evaluations.base import EvalContext, EvaluationResult, register_evaluation
+from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
 from benchmark.evaluations.predictions import predict_probs, prediction_records, summary_metrics
 from benchmark.metrics.specs import SUMMARY_METRICS, MetricSpec
 from benchmark.registry import StrictParams
@@ -84,7 +80,7 @@ def _mean(values: list[float]) -> float:
 
 
 @register_evaluation("corruptions", "accuracy/NLL/ECE under common corruptions (CIFAR-10-C)")
-class CorruptionsEvaluation(Evaluation):
+class CorruptionsEvaluation(CrossModel, SuiteFigures):
     version: ClassVar[str] = "1"
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"reference_model", "cache_dir"})
     Params = CorruptionParams
@@ -149,7 +145,7 @@ class CorruptionsEvaluation(Evaluation):
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params
-        n_samples = p.n_samples if getattr(model, "randomized", False) else 1
+        n_samples = p.n_samples if ctx.randomized else 1
 
         def evaluate(dataset: ArrayDataset, corruption: str, severity: int):
             probs = predict_probs(

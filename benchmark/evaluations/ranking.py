@@ -33,12 +33,8 @@ from benchmark.attacks import ATTACKS, MinimalNormAttack, attack_entry
 from benchmark.attacks.threat import perturbation_norm
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations.base import (
-    EvalContext,
-    Evaluation,
-    EvaluationResult,
-    register_evaluation,
-)
+from benchmark.evaluations.base import EvalContext, EvaluationResult, register_evaluation
+from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
 from benchmark.evaluations.predictions import (
     predict_probs,
     prediction_records,
@@ -309,7 +305,7 @@ def plot_variance(table: pd.DataFrame, title: str) -> bytes:
     "robustness_ranking",
     "minimal L2 distance per example (cw, ddn, fmn, ...); calibration per robustness bin",
 )
-class RobustnessRanking(Evaluation):
+class RobustnessRanking(CrossModel, SuiteFigures):
     version: ClassVar[str] = "1"
     # Grouping rows is a leaderboard-level analysis: it does not change any job's numbers.
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"replica_groups"})

@@ -96,7 +96,7 @@ class SanityChecks(Evaluation):
         p = self.params
         data = data.subset(p.n_examples, seed=0)
         x, y = data.x.to(ctx.device), data.y.to(ctx.device)
-        randomized = bool(getattr(model, "randomized", False))
+        randomized = ctx.randomized
         checks: dict[str, dict[str, float | bool]] = {}
 
         with torch.no_grad():

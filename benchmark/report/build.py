@@ -143,7 +143,7 @@ def model_sections(
                 continue
             records = cache.load_records(job.key)
             if "prob_0" in records.columns and "corruption" not in records.columns:
-                n_bins = int(job.evaluation.params.get("n_bins", 15))
+                n_bins = int(getattr(job.evaluation.resolved.params, "n_bins", 15))
                 title = f"{name}: {job.evaluation_name}"
                 uri = reliability_uri(records, n_bins, title)
                 section.figures.append(Figure(f"{job.evaluation_name}: reliability diagram", uri))

@@ -54,17 +54,15 @@ def _number(value: Any) -> float | None:
 
 def _threat_columns(suite: Any) -> dict[str, tuple[str, str | None]]:
     """threat model -> (leaderboard column of its robust accuracy, eps as written)."""
-    from benchmark.evaluations import EVALUATIONS, evaluation_name
     from benchmark.evaluations.adversarial import ThreatParams
     from benchmark.evaluations.corruptions import CorruptionParams
 
     found: dict[str, tuple[str, str | None]] = {}
     for spec in suite.evaluations:
-        entry = EVALUATIONS.get(spec.type)
-        params = entry.params_model.model_validate(spec.params)
-        name = evaluation_name(spec.type, spec.name, spec.params)
+        resolved = spec.resolved
+        params, name = resolved.params, resolved.name
         if (
-            entry.obj.attack_kind(params) == "ensemble"
+            resolved.attack_kind == "ensemble"
             and isinstance(params, ThreatParams)
             and getattr(params, "version", "") in ("standard", "rand")
         ):
@@ -79,11 +77,9 @@ def _threat_columns(suite: Any) -> dict[str, tuple[str, str | None]]:
 
 
 def _clean_column(suite: Any, frame: pd.DataFrame) -> str | None:
-    from benchmark.evaluations import evaluation_name
-
     for spec in suite.evaluations:
         if spec.type == "clean":
-            column = f"{evaluation_name(spec.type, spec.name, spec.params)}_acc_pct"
+            column = f"{spec.resolved.name}_acc_pct"
             if column in frame.columns:
                 return column
     return None

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.attacks import ATTACKS
-from benchmark.evaluations import EVALUATIONS, evaluation_name
 from benchmark.suite.schema import EvaluationSpec, ModelSpec, PosthocSpec, Suite
 from benchmark.utils import stable_hash
 from models.posthoc import POSTHOC
@@ -62,21 +60,8 @@ def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
 
 
 def evaluation_identity(spec: EvaluationSpec) -> dict[str, Any]:
-    entry = EVALUATIONS.get(spec.type)
-    params = entry.params_model.model_validate(spec.params)
-    identity: dict[str, Any] = {
-        "type": spec.type,
-        "version": entry.extras["version"],
-        "params": entry.obj.key_params(params),
-    }
-    # The code versions of the attacks the evaluation runs, so that bumping an attack's
-    # version recomputes its jobs. Version "1" (every attack's until first bumped) is left
-    # out, and the entry only appears when some version is not "1": existing keys stay.
-    versions = {key: ATTACKS.get(key).obj.version for key in entry.obj.attacks_used(params)}
-    bumped = {key: version for key, version in versions.items() if version != "1"}
-    if bumped:
-        identity["attack_versions"] = bumped
-    return identity
+    """The evaluation's part of a job key (:meth:`ResolvedEvaluation.identity`)."""
+    return spec.resolved.identity()
 
 
 def data_identity(suite: Suite) -> dict[str, Any]:
@@ -160,6 +145,6 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
                 rounding = {"channels_last": suite.channels_last, "compile": suite.compile}
                 rounding = {k: True for k, v in rounding.items() if v}
                 key = stable_hash({**identity_of_numbers, **rounding}) if rounding else seed_key
-                name = evaluation_name(evaluation.type, evaluation.name, evaluation.params)
+                name = evaluation.resolved.name
                 jobs.append(Job(model, posthoc, row_name, evaluation, key, name, seed_key))
     return jobs

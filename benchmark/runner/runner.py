@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations import EVALUATIONS, evaluation_name
+from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
 from benchmark.leaderboard import leaderboard_column_spec, write_leaderboard
 from benchmark.metrics.specs import MetricSpec, undeclared
 from benchmark.runner.cache import ResultCache
@@ -207,7 +207,7 @@ def collect(
                 flags.update(result["extras"].get("flags", []))
                 row["flags"] = ",".join(sorted(flags))
                 row.setdefault("n_examples", result["extras"].get("n_examples"))
-                owner = EVALUATIONS.get(job.evaluation.type).obj
+                owner = job.evaluation.resolved.cls
                 for metric, value in result["metrics"].items():
                     column = f"{job.evaluation_name}_{metric}"
                     row[column] = value
@@ -216,28 +216,28 @@ def collect(
     frame = pd.DataFrame(rows)
     views = []
     for spec in suite.evaluations:  # cross-model columns (e.g. mCE vs a reference model)
-        evaluation = EVALUATIONS.get(spec.type)
-        name = evaluation_name(spec.type, spec.name, spec.params)
-        params = evaluation.params_model.model_validate(spec.params)
+        resolved = spec.resolved
+        name, params, owner = resolved.name, resolved.params, resolved.cls
         keys = {j.row_name: j.key for j in jobs if j.evaluation is spec}
         before = set(frame.columns)
 
         def records(row: str, keys: dict[str, str] = keys) -> pd.DataFrame:
             return cache.load_records(keys[row])
 
-        frame = evaluation.obj.postprocess_leaderboard(
-            frame, name, params, results.get(name, {}), records
-        )
+        if issubclass(owner, CrossModel):
+            frame = owner.postprocess_leaderboard(
+                frame, name, params, results.get(name, {}), records
+            )
         for column in (c for c in frame.columns if c not in before):
             metric = str(column).removeprefix(f"{name}_")
-            columns[column] = evaluation.obj.metric_spec(metric) or undeclared(metric)
+            columns[column] = owner.metric_spec(metric) or undeclared(metric)
         views.append(
             EvaluationView(
                 name=name,
                 type=spec.type,
                 params=params,
-                kind=evaluation.obj.attack_kind(params),
-                adversarial=evaluation.obj.adversarial,
+                kind=resolved.attack_kind,
+                adversarial=resolved.adversarial,
                 results=results.get(name, {}),
             )
         )
@@ -256,18 +256,19 @@ def collect(
 
 
 def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:
-    """Each evaluation's cross-model figures (:meth:`Evaluation.suite_plots`: reliability
+    """Each evaluation's cross-model figures (:meth:`SuiteFigures.suite_plots`: reliability
     diagrams, robustness-bin variance, ...) under ``<run_dir>/plots/<evaluation>``."""
     written: list[Path] = []
     for spec in suite.evaluations:
         own = [j for j in jobs if j.evaluation is spec]
         if not own:
             continue
-        evaluation = EVALUATIONS.get(spec.type)
-        params = evaluation.params_model.model_validate(spec.params)
+        resolved = spec.resolved
+        if not issubclass(resolved.cls, SuiteFigures):
+            continue
         records = {j.row_name: cache.load_records(j.key) for j in own}
-        folder = out / own[0].evaluation_name.replace("/", "_")
-        written += evaluation.obj.suite_plots(own[0].evaluation_name, params, records, folder)
+        folder = out / resolved.name.replace("/", "_")
+        written += resolved.cls.suite_plots(resolved.name, resolved.params, records, folder)
     return written
 
 

@@ -9,16 +9,11 @@ job's own key, exactly where an unsharded run puts it.
 
 from __future__ import annotations
 
-from benchmark.evaluations import EVALUATIONS, Evaluation, EvaluationResult
+from benchmark.evaluations import EvaluationResult
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.jobs import Job, Task
 from benchmark.runner.worker import SuiteData
-from benchmark.suite.schema import EvaluationSpec, Suite
-
-
-def evaluation_of(spec: EvaluationSpec) -> Evaluation:
-    entry = EVALUATIONS.get(spec.type)
-    return entry.obj(entry.params_model.model_validate(spec.params))
+from benchmark.suite.schema import Suite
 
 
 def plan_tasks(
@@ -36,7 +31,7 @@ def plan_tasks(
             pending.append(Task(job))
             continue
         data = data or SuiteData(suite)  # loaded only when a sharded job is pending
-        n = len(evaluation_of(job.evaluation).examples(data.evaluation_set()))
+        n = len(job.evaluation.resolved.build().examples(data.evaluation_set()))
         shards[job.key] = [Task(job, (a, min(a + size, n))) for a in range(0, n, size)]
         pending += [task for task in shards[job.key] if not cache.has(task.key)]
     return pending, shards
@@ -52,6 +47,6 @@ def merge_shards(job: Job, shards: list[Task], cache: ResultCache) -> Evaluation
         results.append(EvaluationResult(summary["metrics"], records, summary["extras"]))
         for name, value in summary.get("cost", {}).items():  # shards' costs add up
             cost[name] = cost.get(name, 0) + value
-    merged = evaluation_of(job.evaluation).merge(results)
+    merged = job.evaluation.resolved.build_shardable().merge(results)
     merged.cost = cost
     return merged

@@ -22,7 +22,7 @@ from torch import nn
 from benchmark.datasets import ArrayDataset, load_dataset
 from benchmark.datasets.base import Split
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations import EVALUATIONS, EvalContext, EvaluationResult
+from benchmark.evaluations import EvalContext, EvaluationResult
 from benchmark.inference import check_finite
 from benchmark.runner.costs import PassCounter
 from benchmark.runner.jobs import Task, expand_jobs, model_identity, posthoc_identity, training_job
@@ -107,20 +107,19 @@ def run_job(
 ) -> EvaluationResult:
     """Run one task (a job or a shard of one) with the job's seed, the model in eval mode."""
     job = task.job
-    entry = EVALUATIONS.get(job.evaluation.type)
-    evaluation = entry.obj(entry.params_model.model_validate(job.evaluation.params))
+    resolved = job.evaluation.resolved
     # The job's seed, also for its shards; seed_key leaves out settings that change only
     # float rounding (channels_last, compile), so that they do not change the random draws.
     seed = derive_seed(suite.seed, job.seed_key)
     seed_everything(seed)
-    ctx = EvalContext(device=device, batch_size=suite.batch_size, seed=seed, progress=progress)
+    ctx = EvalContext.for_model(model, device, suite.batch_size, seed, progress)
     model.eval()
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with PassCounter(model) as counter:
         if task.shard is None:
-            result = evaluation.run(model, data, ctx)
+            result = resolved.build().run(model, data, ctx)
         else:
-            result = evaluation.run_shard(model, data, ctx, *task.shard)
+            result = resolved.build_shardable().run_shard(model, data, ctx, *task.shard)
     result.cost = counter.cost.as_dict()
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     if changed or model.training:

@@ -231,7 +231,8 @@ def _check_normalization(spec: ModelSpec, dataset: str, field: str, source: str)
 
 def _check_registries(suite: Suite, source: str) -> list[str]:
     from benchmark.datasets import DATASETS
-    from benchmark.evaluations import EVALUATIONS, evaluation_name
+    from benchmark.evaluations import EVALUATIONS
+    from benchmark.evaluations.capabilities import CrossModel
     from models import MODELS
     from models.posthoc import POSTHOC
     from models.training import RECIPES
@@ -271,16 +272,18 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
         field = f"evaluations[{i}]"
         if evaluation.type not in EVALUATIONS:
             errors.append(unknown(EVALUATIONS, evaluation.type, f"{field}.type"))
-        else:
-            errors += _check_params(
-                EVALUATIONS, evaluation.type, evaluation.params, f"{field}.params", source
+            continue
+        try:  # validates the parameters, once: the resolution is kept on the spec
+            resolved = evaluation.resolved
+        except ValidationError as exc:
+            prefix = f"{field}.params"
+            errors += [f"{source}: {line}" for line in format_validation_error(exc, prefix=prefix)]
+            continue
+        if evaluation.shard_size is not None and not resolved.shardable:
+            errors.append(
+                f"{source}: {field}.shard_size: evaluation type '{evaluation.type}' cannot "
+                "be sharded (shardable: the single-attack types and 'attacks')"
             )
-            shardable = getattr(EVALUATIONS.get(evaluation.type).obj, "shardable", False)
-            if evaluation.shard_size is not None and not shardable:
-                errors.append(
-                    f"{source}: {field}.shard_size: evaluation type '{evaluation.type}' cannot "
-                    "be sharded (shardable: the single-attack types and 'attacks')"
-                )
     from benchmark.runner.executors import EXECUTORS
 
     if suite.executor.kind not in EXECUTORS:
@@ -288,15 +291,16 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
     for i, reference in enumerate(suite.references):
         if not Path(reference).exists():
             errors.append(f"{source}: references[{i}]: file or folder not found: {reference}")
-    if not errors:
+    if not errors:  # every evaluation is valid: resolve each once, for good
         rows = [row for spec in suite.models for row in spec.row_names()]
         for i, evaluation in enumerate(suite.evaluations):
-            entry = EVALUATIONS.get(evaluation.type)
-            params = entry.params_model.model_validate(evaluation.params)
-            errors += [
-                f"{source}: evaluations[{i}].{line}" for line in entry.obj.check_rows(params, rows)
-            ]
-        names = [evaluation_name(e.type, e.name, e.params) for e in suite.evaluations]
+            resolved = evaluation.resolved
+            if issubclass(resolved.cls, CrossModel):
+                errors += [
+                    f"{source}: evaluations[{i}].{line}"
+                    for line in resolved.cls.check_rows(resolved.params, rows)
+                ]
+        names = [e.resolved.name for e in suite.evaluations]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             errors.append(
@@ -306,7 +310,9 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
 
 
 def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
-    """Read, validate and return the suite at ``path``; raise :class:`SuiteError` if invalid.
+    """Read, validate and return the suite at ``path``, every evaluation resolved
+    (``spec.resolved``: class, typed parameters, column name, key identity); raise
+    :class:`SuiteError` if invalid.
 
     ``overrides`` are ``dotted.field=value`` strings (the CLI's ``--set``) applied to the
     document before validation, so an overridden suite is checked exactly like a file.
@@ -340,12 +346,9 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
 def with_sanity(suite: Suite, always: bool = False) -> Suite:
     """``suite`` plus a default ``sanity`` evaluation if it has none and has an adversarial
     evaluation (or ``always``): every robust accuracy comes with its gradient-masking checks."""
-    from benchmark.evaluations import EVALUATIONS
-
-    types = [spec.type for spec in suite.evaluations]
-    if "sanity" in types:
+    if any(spec.type == "sanity" for spec in suite.evaluations):
         return suite
-    if not always and not any(EVALUATIONS.get(t).obj.adversarial for t in types):
+    if not always and not any(spec.resolved.adversarial for spec in suite.evaluations):
         return suite
     evaluations = [*suite.evaluations, EvaluationSpec(type="sanity")]
     return suite.model_copy(update={"evaluations": evaluations})

@@ -8,16 +8,20 @@ option silently ignored is how a benchmark reports the wrong number.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from benchmark.suite.resolved import ResolvedEvaluation
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -224,6 +228,32 @@ class EvaluationSpec(_Strict):
     shard_size: int | None = Field(
         None, ge=1, description="split into example ranges of this size (parallel, resumable)"
     )
+    _resolved: ResolvedEvaluation | None = PrivateAttr(None)
+
+    @property
+    def resolved(self) -> ResolvedEvaluation:
+        """This evaluation resolved against the registry (class, typed parameters, column
+        name, key identity): computed once per spec and process, the only way downstream
+        code reads an evaluation's parameters (:mod:`benchmark.suite.resolved`)."""
+        if self._resolved is None:
+            from benchmark.suite.resolved import resolve_evaluation
+
+            self._resolved = resolve_evaluation(self)
+        return self._resolved
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # Jobs travel to worker processes by pickle; the resolution holds classes that may
+        # come from plugins the unpickling side has not imported yet, so it is redone there.
+        state = super().__getstate__()
+        return {**state, "__pydantic_private__": {"_resolved": None}}
+
+    def __eq__(self, other: object) -> bool:
+        # the fields only: a resolved spec equals its unresolved copy
+        if not isinstance(other, EvaluationSpec):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = BaseModel.__hash__
 
 
 class ExecutorSpec(_Strict):
