@@ -169,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_suite(suite, progress=progress, executor=executor, log=lambda _: None)
     else:
         summary = run_suite(suite, progress=progress, executor=executor)
-    print(format_table(summary.leaderboard))
+    print(format_table(summary.leaderboard, columns=summary.columns))
     if not args.quiet:
         print(f"\nwritten: {', '.join(str(p) for p in summary.written)}", file=sys.stderr)
     return 0
@@ -259,13 +259,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     else:
         paths = [path]
     for index, csv_path in enumerate(paths):
-        frame = read_leaderboard(csv_path)
+        frame, columns = read_leaderboard(csv_path), read_columns(csv_path)
         if args.sort:
             order = True if args.ascending else False if args.descending else None
-            frame = sort_leaderboard(frame, args.sort, order, read_columns(csv_path))
+            frame = sort_leaderboard(frame, args.sort, order, columns)
         if len(paths) > 1:
             print(("\n" if index else "") + f"== {csv_path.stem} ==")
-        print(format_table(frame, full=args.full))
+        print(format_table(frame, full=args.full, columns=columns))
     return 0
 
 

@@ -84,14 +84,23 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".4g")
 
 
-DETAIL_SUFFIXES = ("_asr_pct", "_mean_norm")
+# Leaderboard columns that describe a row rather than measure it, left to the files.
+DESCRIPTIVE_COLUMNS = frozenset({"arch"})
 
 
-def terminal_view(frame: pd.DataFrame) -> pd.DataFrame:
+def terminal_view(
+    frame: pd.DataFrame, columns: Mapping[str, MetricSpec] | None = None
+) -> pd.DataFrame:
     """The columns a reader wants first: confidence intervals folded into their metric as
-    ``value [low, high]``, detail columns (ASR, perturbation norms, arch) left to the files."""
+    ``value [low, high]``; the columns whose declaration (``columns``) marks them ``detail``
+    (attack success rate, perturbation norms) and descriptive ones (arch) left to the files."""
+    declared = columns or {}
     view = frame.drop(
-        columns=[c for c in frame.columns if c == "arch" or c.endswith(DETAIL_SUFFIXES)]
+        columns=[
+            c
+            for c in frame.columns
+            if c in DESCRIPTIVE_COLUMNS or (c in declared and declared[c].detail)
+        ]
     )
     for low in [c for c in view.columns if c.endswith("_ci_low")]:
         main = low.removesuffix("_ci_low")
@@ -105,10 +114,16 @@ def terminal_view(frame: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
-def format_table(frame: pd.DataFrame, full: bool = False, width: int | None = None) -> str:
+def format_table(
+    frame: pd.DataFrame,
+    full: bool = False,
+    width: int | None = None,
+    columns: Mapping[str, MetricSpec] | None = None,
+) -> str:
     """Terminal rendering, 4 significant digits; transposed (one row per metric) when the
-    table would be wider than the terminal."""
-    view = frame if full else terminal_view(frame)
+    table would be wider than the terminal. ``columns``: the declarations (which columns
+    are details); ``full`` shows every column."""
+    view = frame if full else terminal_view(frame, columns)
     text = view.to_string(index=False, float_format=lambda v: f"{v:.4g}")
     width = width or shutil.get_terminal_size((120, 24)).columns
     if max(len(line) for line in text.splitlines()) <= width or "model" not in view.columns:

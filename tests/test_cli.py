@@ -49,8 +49,15 @@ def test_wide_tables_are_transposed_and_cis_folded():
             "pgd_asr_pct": [90.0, 80.0],
         }
     )
-    wide = format_table(frame, width=400)
+    from benchmark.evaluations.adversarial import THREAT_METRICS
+    from benchmark.metrics import MetricSpec, find_spec
+
+    columns = {c: find_spec(THREAT_METRICS, c.removeprefix("pgd_")) for c in frame.columns[2:]}
+    wide = format_table(frame, width=400, columns=columns)
     assert "10 [5, 15]" in wide and "asr" not in wide and "arch" not in wide
+    # which columns are details is the declaration's word, not the column name's suffix
+    columns["pgd_asr_pct"] = MetricSpec("asr_pct", "%", "lower", "a plugin's headline metric")
+    assert "pgd_asr_pct" in format_table(frame, width=400, columns=columns)
     narrow = format_table(frame, width=20).splitlines()
     assert narrow[0].split() == ["model", "a", "b"]
     assert format_table(frame, full=True, width=400).count("ci_low") == 1

@@ -229,7 +229,7 @@ def test_params_are_validated(write_suite, tmp_path):
 
 
 def test_severity_plots(tmp_path):
-    from benchmark.corruptions.plots import plot_severity_curves, severity_curve
+    from benchmark.plots.severity import plot_severity_curves, severity_curve
 
     def summary(shift):
         per = {c: {str(s): {"acc_pct": 90 - 10 * s - shift, "ece_pct": 2 * s} for s in (1, 3)}

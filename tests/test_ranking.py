@@ -12,9 +12,10 @@ from scipy.stats import spearmanr
 from benchmark.attacks.minimal import CarliniWagnerL2, DecoupledDirectionNormL2
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations import EVALUATIONS, EvalContext
-from benchmark.evaluations.ranking import robustness_bins
+from benchmark.metrics.robustness import robustness_bins
 from benchmark.runner import ResultCache, expand_jobs, run_suite
 from benchmark.suite import load_suite
+from benchmark.suite.schema import EvaluationSpec
 from tests.conftest import tiny_suite
 
 CPU = torch.device("cpu")
@@ -82,13 +83,16 @@ def test_ranking_evaluation_bins_and_invariants(trained, method):
     params = entry.params_model.model_validate(
         {"method": method, "n_bins": 5, "n_examples": 100, "steps": 50, "binary_search_steps": 6}
     )
+    assert params.relative_to == "prediction"  # the paper's f(x + delta) != f(x)
     result = entry.obj(params).run(model, data, EvalContext.for_model(model, CPU, 128, 0, False))
     records = result.records
-    assert len(records) == 100
+    assert len(records) == 100 and result.extras["n_attacked"] == 100
     sizes = records["bin"].value_counts().sort_index()
     assert list(sizes.index) == list(range(5)) and set(sizes) == {20}
     wrong = ~records["correct"]
-    assert (records.loc[wrong, "distance"] == 0).all()
+    assert wrong.sum() > 0, "the fixture model should misclassify some of 100 examples"
+    # misclassified examples are ranked by their own distance off the (wrong) prediction
+    assert (records.loc[wrong, "distance"] > 0).all()
     assert records["verified"].all() and result.extras["n_unverified"] == 0
     bins = result.extras["bins"]
     assert all(np.isfinite(b["ece_pct"]) for b in bins)
@@ -96,6 +100,45 @@ def test_ranking_evaluation_bins_and_invariants(trained, method):
     assert bins[0]["mean_confidence_pct"] < bins[-1]["mean_confidence_pct"]
     assert result.artifacts["bins.png"].startswith(b"\x89PNG")
     assert result.artifacts["bins.csv"].decode().startswith("bin,count,")
+
+
+def test_ranking_relative_to_label_keeps_misclassified_at_distance_zero(trained):
+    model, data = trained
+    entry = EVALUATIONS.get("robustness_ranking")
+    given = {"method": "ddn", "n_bins": 4, "n_examples": 100, "ddn_steps": 30}
+    ctx = EvalContext.for_model(model, CPU, 128, 0, False)
+    label = {**given, "relative_to": "label"}
+    by_label = entry.obj(entry.params_model.model_validate(label))
+    by_prediction = entry.obj(entry.params_model.model_validate(given))
+    label_records = by_label.run(model, data, ctx).records
+    prediction_records = by_prediction.run(model, data, ctx).records
+    wrong = ~label_records["correct"]
+    assert (label_records.loc[wrong, "distance"] == 0).all()
+    assert by_label.run(model, data, ctx).extras["n_attacked"] == int((~wrong).sum())
+    # correctly classified examples: the same attack off the same class, the same distance
+    np.testing.assert_allclose(
+        label_records.loc[~wrong, "distance"], prediction_records.loc[~wrong, "distance"]
+    )
+    specs = [EvaluationSpec(type="robustness_ranking", params=p) for p in (given, label)]
+    assert specs[0].resolved.identity() != specs[1].resolved.identity()  # not one cache entry
+
+
+def test_verified_distances_are_relative_to_the_prediction(trained):
+    from benchmark.attacks.distances import verified_minimal_distances
+
+    model, data = trained
+    subset = data.subset(60, seed=1)
+    with torch.no_grad():
+        predictions = model(subset.x).argmax(1)
+    attack = DecoupledDirectionNormL2(DecoupledDirectionNormL2.Params(steps=30))
+    distances, todo, verified = verified_minimal_distances(
+        model, subset.x, subset.y, attack, "prediction", CPU, 32, False
+    )
+    assert list(todo) == list(range(60)) and verified.all() and np.isfinite(distances).all()
+    # re-run the attack off the predicted class: every verified adversarial leaves it
+    _, adv = attack.distances(model, subset.x, predictions)
+    with torch.no_grad():
+        assert torch.all(model(adv).argmax(1) != predictions)
 
 
 def replica_suite(tmp_path, seeds):

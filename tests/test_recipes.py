@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from benchmark.datasets import load_dataset
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations.ranking import robustness_bins
+from benchmark.metrics.robustness import robustness_bins
 from benchmark.utils import file_sha256
 from models import build_model
 from models.training import (

@@ -207,9 +207,15 @@ THREAT_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "robust_acc_pct", "%", "higher", "accuracy under attack, per-example worst case"
     ),  # + _ci_low/_ci_high: 95% Wilson interval
-    MetricSpec("asr_pct", "%", "lower", "attack success rate: broken / initially correct"),
     MetricSpec(
-        "mean_norm", "Linf or L2 distance", "none", "mean norm of the successful perturbations"
+        "asr_pct", "%", "lower", "attack success rate: broken / initially correct", detail=True
+    ),
+    MetricSpec(
+        "mean_norm",
+        "Linf or L2 distance",
+        "none",
+        "mean norm of the successful perturbations",
+        detail=True,
     ),
 )
 

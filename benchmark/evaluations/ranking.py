@@ -6,31 +6,30 @@ Examples are ranked by the L2 norm of the minimal adversarial perturbation found
 options; :mod:`benchmark.attacks.minimal`), split into R equal-size bins from least to most
 robust, and each bin reports count, mean/median distance, accuracy, mean confidence and
 ECE. The paper's finding -- the least robust examples are the least accurate *and*
-over-confident -- is what this table and its plot show. Misclassified examples have
-distance 0 and are not attacked. Every adversarial example found is re-verified in a fresh
-forward pass; one that no longer fools the model, or whose norm differs from the reported
-one, gets distance +inf.
+over-confident -- is what this table and its plot show. Robustness is relative to the
+prediction, as in the paper (smallest delta with f(x + delta) != f(x)): every example is
+attacked off its predicted class, so misclassified examples are ranked too
+(``relative_to: label`` keeps the older convention: they get distance 0, unattacked). Every
+adversarial example found is re-verified in a fresh forward pass; one that no longer moves
+the model off the class, or whose norm differs from the reported one, gets distance +inf
+(:mod:`benchmark.attacks.distances`).
 """
 
 from __future__ import annotations
 
-import io
 import math
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-import torch
 from pydantic import Field, ValidationError, field_validator, model_validator
 from torch import nn
-from tqdm import tqdm
 
 from benchmark.attacks import ATTACKS, MinimalNormAttack, attack_entry
-from benchmark.attacks.threat import perturbation_norm
+from benchmark.attacks.distances import RelativeTo, verified_minimal_distances
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.base import EvalContext, EvaluationResult, register_evaluation
@@ -41,7 +40,10 @@ from benchmark.evaluations.predictions import (
     probabilities_from_records,
 )
 from benchmark.metrics import expected_calibration_error
+from benchmark.metrics.robustness import robustness_bins
 from benchmark.metrics.specs import MetricSpec
+from benchmark.plots.figure import png_bytes
+from benchmark.plots.ranking import replica_variance_figure, robustness_bins_figure
 from benchmark.registry import StrictParams, format_validation_error
 from benchmark.utils import atomic_path
 
@@ -87,6 +89,11 @@ class RankingParams(StrictParams):
     )
     attack_params: dict[str, Any] = Field(
         default_factory=dict, description="the method's parameters, checked by its Params"
+    )
+    relative_to: RelativeTo = Field(
+        "prediction",
+        description="prediction: attack every example off its predicted class (the paper's "
+        "f(x+delta) != f(x)); label: only correct ones off their label, the rest distance 0",
     )
     n_bins: int = Field(10, ge=1, le=10_000, description="R robustness bins of equal size")
     ece_bins: int = Field(15, ge=1)
@@ -162,44 +169,6 @@ class RankingParams(StrictParams):
         return ATTACKS.get(self.method).obj(self.attack_parameters())  # type: ignore[return-value]
 
 
-def minimal_distances(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    params: RankingParams,
-    device: torch.device,
-    batch_size: int,
-    progress: bool,
-) -> tuple[np.ndarray, torch.Tensor]:
-    """Minimal L2 distance per example (+inf where none found) and the adversarial inputs."""
-    distances = np.full(len(x), np.inf)
-    adversarials = x.clone()
-    attack = params.attack()
-    bar = tqdm(
-        total=len(x), desc=f"{params.method}-L2", unit="ex", disable=not progress, leave=False
-    )
-    started = time.perf_counter()
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
-        dist, adv = attack.distances(model, xb, yb)
-        distances[start : start + len(xb)] = dist.cpu().numpy()
-        adversarials[start : start + len(xb)] = adv.cpu()
-        bar.update(len(xb))
-        bar.set_postfix(ex_per_s=f"{bar.n / (time.perf_counter() - started):.1f}")
-    bar.close()
-    return distances, adversarials
-
-
-def robustness_bins(distances: np.ndarray, n_bins: int) -> np.ndarray:
-    """Bin index per example: rank by distance (stable), then ``n_bins`` contiguous groups
-    whose sizes differ by at most one (bin 0 = least robust)."""
-    order = np.argsort(distances, kind="stable")
-    bins = np.empty(len(distances), dtype=np.int64)
-    for b, members in enumerate(np.array_split(order, n_bins)):
-        bins[members] = b
-    return bins
-
-
 def bin_table(records: pd.DataFrame, n_bins: int, ece_bins: int) -> pd.DataFrame:
     rows = []
     for b in range(n_bins):
@@ -222,27 +191,6 @@ def bin_table(records: pd.DataFrame, n_bins: int, ece_bins: int) -> pd.DataFrame
             }
         )
     return pd.DataFrame(rows)
-
-
-def plot_bins(table: pd.DataFrame, title: str) -> bytes:
-    """Accuracy and confidence vs bin (left); ECE vs bin (right), as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(table["bin"], table["acc_pct"], "o-", label="accuracy")
-    left.plot(table["bin"], table["mean_confidence_pct"], "s--", label="confidence")
-    left.set(xlabel="robustness bin (0 = least robust)", ylabel="%", title=title)
-    left.legend()
-    right.bar(table["bin"], table["ece_pct"], color="tab:red")
-    right.set(xlabel="robustness bin", ylabel="ECE (%)")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def true_class_probability(records: pd.DataFrame) -> np.ndarray:
@@ -281,26 +229,6 @@ def replica_variance(
     return pd.DataFrame(rows)
 
 
-def plot_variance(table: pd.DataFrame, title: str) -> bytes:
-    """Variance of the true-class probability vs robustness bin, one line per member's
-    ranking, as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axis = plt.subplots(figsize=(5, 3.5))
-    for member, part in table.groupby("model", sort=False):
-        axis.plot(part["bin"], part["variance"], "o-", label=f"ranked by {member}")
-    axis.set(xlabel="robustness bin (0 = least robust)", ylabel="variance", title=title)
-    axis.legend(fontsize="small")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 @register_evaluation(
     "robustness_ranking",
     "minimal L2 distance per example (cw, ddn, fmn, ...); calibration per robustness bin",
@@ -321,8 +249,18 @@ class RobustnessRanking(CrossModel, SuiteFigures):
         MetricSpec("not_found_pct", "%", "lower", "attacked examples without a verified one"),
         MetricSpec("acc_least_robust_bin_pct", "%", "higher", "accuracy, least robust bin"),
         MetricSpec("ece_least_robust_bin_pct", "%", "lower", "ECE, least robust bin"),
-        MetricSpec("var_least_robust_bin", "p^2", "lower", "replica variance, least robust bin"),
-        MetricSpec("var_most_robust_bin", "p^2", "lower", "replica variance, most robust bin"),
+        MetricSpec(
+            "var_least_robust_bin",
+            "p^2",
+            "lower",
+            "replica variance (1/M, true-class probability), least robust bin",
+        ),
+        MetricSpec(
+            "var_most_robust_bin",
+            "p^2",
+            "lower",
+            "replica variance (1/M, true-class probability), most robust bin",
+        ),
     )
 
     @classmethod
@@ -411,6 +349,10 @@ class RobustnessRanking(CrossModel, SuiteFigures):
         (``variance_<group>.csv``) and plot (``variance_<group>.png``)."""
         written = super().suite_plots(name, params, records_by_row, out_dir)
         p: RankingParams = params  # type: ignore[assignment]
+
+        def title(table: pd.DataFrame) -> str:
+            return f"{table['group'].iloc[0]}: {table['members'].iloc[0]} runs"
+
         for table in cls._variance_tables(
             name, p, records_by_row.__getitem__, list(records_by_row)
         ):
@@ -418,7 +360,7 @@ class RobustnessRanking(CrossModel, SuiteFigures):
             out_dir.mkdir(parents=True, exist_ok=True)
             for suffix, payload in (
                 ("csv", table.to_csv(index=False).encode()),
-                ("png", plot_variance(table, f"{group}: {table['members'].iloc[0]} runs")),
+                ("png", png_bytes(replica_variance_figure(table, title(table)))),
             ):
                 path = out_dir / f"variance_{group}.{suffix}"
                 with atomic_path(path) as tmp:
@@ -432,21 +374,17 @@ class RobustnessRanking(CrossModel, SuiteFigures):
         bs = p.batch_size or ctx.batch_size
         probs = predict_probs(model, data.x, batch_size=bs, device=ctx.device)
         records = prediction_records(data, probs)
-        correct = torch.tensor(records["correct"].to_numpy())
-        distances = np.zeros(len(data))  # misclassified: distance 0, not attacked
-        todo = correct.nonzero().squeeze(1)
-        found, adv = minimal_distances(
-            model, data.x[todo], data.y[todo], p, ctx.device, bs, ctx.progress
-        )
-        verified = self._verify(model, data.x[todo], data.y[todo], adv, found, ctx.device, bs)
-        found[~verified] = np.inf
-        distances[todo.numpy()] = found
+        distances, todo, verified = verified_minimal_distances(
+            model, data.x, data.y, p.attack(), p.relative_to, ctx.device, bs, ctx.progress,
+            desc=f"{p.method}-L2", predictions=probs.argmax(1),
+        )  # fmt: skip
         records["distance"] = distances
         records["verified"] = True
-        records.loc[todo.numpy()[~verified], "verified"] = False
+        records.loc[todo[~verified], "verified"] = False
         records["bin"] = robustness_bins(distances, p.n_bins)
         table = bin_table(records, p.n_bins, p.ece_bins)
-        finite = distances[todo.numpy()][np.isfinite(found)]
+        found = distances[todo]
+        finite = found[np.isfinite(found)]
         metrics = {
             "median_dist": float(np.median(distances)),
             "mean_dist": float(finite.mean()) if len(finite) else math.nan,
@@ -458,30 +396,12 @@ class RobustnessRanking(CrossModel, SuiteFigures):
             "n_examples": len(data),
             "n_attacked": len(todo),
             "n_unverified": int((~verified).sum()),
+            "relative_to": p.relative_to,
             "bins": table.to_dict(orient="records"),
         }
+        title = f"{p.method.upper()}-L2 robustness bins"
         artifacts = {
             "bins.csv": table.to_csv(index=False).encode(),
-            "bins.png": plot_bins(table, f"{p.method.upper()}-L2 robustness bins"),
+            "bins.png": png_bytes(robustness_bins_figure(table, title)),
         }
         return EvaluationResult(metrics, records, extras, artifacts)
-
-    @staticmethod
-    def _verify(
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        adv: torch.Tensor,
-        found: np.ndarray,
-        device: torch.device,
-        bs: int,
-    ) -> np.ndarray:
-        """True where no adversarial was claimed, or where it is misclassified in a fresh
-        pass, lies in [0, 1] and has the reported norm (relative tolerance 1e-4)."""
-        claimed = np.isfinite(found)
-        preds = predict_probs(model, adv, batch_size=bs, device=device).argmax(1)
-        fooled = preds != y.numpy()
-        norms = perturbation_norm(adv - x, "L2").numpy()
-        in_range = ((adv >= 0) & (adv <= 1)).flatten(1).all(1).numpy()
-        same_norm = np.isclose(norms, np.where(claimed, found, 0.0), rtol=1e-4, atol=1e-6)
-        return ~claimed | (fooled & in_range & same_norm)

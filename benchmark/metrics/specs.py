@@ -41,6 +41,9 @@ class MetricSpec:
     unit: str
     direction: Direction
     description: str
+    # A detail column (e.g. an attack's success rate or mean norm) stays in the CSV/Markdown
+    # files and the report but is left out of the terminal table (``terminal_view``).
+    detail: bool = False
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -60,8 +63,10 @@ class MetricSpec:
         return _pattern(self.name).fullmatch(metric) is not None
 
     def renamed(self, name: str, description: str | None = None) -> MetricSpec:
-        """The same unit and direction under another name (e.g. ``mean_<metric>``)."""
-        return MetricSpec(name, self.unit, self.direction, description or self.description)
+        """The same unit, direction and detail flag under another name (``mean_<metric>``)."""
+        return MetricSpec(
+            name, self.unit, self.direction, description or self.description, self.detail
+        )
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -73,6 +78,7 @@ class MetricSpec:
             str(data.get("unit", "")),
             data.get("direction", "none"),
             str(data.get("description", "")),
+            bool(data.get("detail", False)),
         )
 
 

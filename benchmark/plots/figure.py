@@ -7,6 +7,7 @@ Agg), and nothing leaks between plots or threads.
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -25,6 +26,13 @@ def save_png(figure: Figure, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
     return path
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as PNG bytes (for artifacts stored in the result cache, and data URIs)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def file_stem(name: str) -> str:

@@ -7,19 +7,17 @@ run's ``plots/`` folder, so a report always shows the numbers of the leaderboard
 from __future__ import annotations
 
 import base64
-import io
 import math
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from benchmark.evaluations.predictions import probabilities_from_records
-from benchmark.plots.figure import new_figure
+from benchmark.plots.eps_curve import Series, eps_curve_figure
+from benchmark.plots.figure import png_bytes
 from benchmark.plots.reliability import reliability_diagram
+from benchmark.plots.severity import severity_figures
 
 
 def data_uri(png: bytes) -> str:
@@ -27,9 +25,7 @@ def data_uri(png: bytes) -> str:
 
 
 def figure_uri(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return data_uri(buffer.getvalue())
+    return data_uri(png_bytes(figure))
 
 
 def reliability_uri(records: pd.DataFrame, n_bins: int, title: str) -> str:
@@ -38,37 +34,14 @@ def reliability_uri(records: pd.DataFrame, n_bins: int, title: str) -> str:
     return figure_uri(reliability_diagram(probs.max(axis=1), correct, n_bins, title=title))
 
 
-Series = list[tuple[float, str, dict[str, float]]]  # (eps, label, robust_acc_pct + CI)
-
-
 def eps_curve_uri(series: dict[str, Series], title: str) -> str:
     """Robust accuracy vs eps with 95% intervals, one line per series."""
-    figure = new_figure(5.0, 3.5)
-    ax = figure.add_subplot()
-    for label, points in series.items():
-        points = sorted(points, key=lambda p: p[0])
-        x = np.array([p[0] for p in points])
-        y = np.array([p[2]["robust_acc_pct"] for p in points])
-        low = np.array([p[2]["ci_low"] for p in points])
-        high = np.array([p[2]["ci_high"] for p in points])
-        errors = np.nan_to_num(np.vstack([y - low, high - y]), nan=0.0)
-        ax.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label)
-    ax.set_xlabel("eps")
-    ax.set_ylabel("robust accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return figure_uri(figure)
+    return figure_uri(eps_curve_figure(series, title))
 
 
 def severity_uris(results: dict[str, dict[str, Any]], name: str) -> list[str]:
-    """Accuracy and ECE vs corruption severity (the corruptions package's plot)."""
-    from benchmark.corruptions.plots import plot_severity_curves
-
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = plot_severity_curves(results, name, Path(tmp))
-        return [data_uri(path.read_bytes()) for path in paths]
+    """Accuracy and ECE vs corruption severity."""
+    return [figure_uri(figure) for figure in severity_figures(results, name).values()]
 
 
 def finite(value: Any) -> bool:

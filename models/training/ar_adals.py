@@ -6,7 +6,7 @@ Why: the least adversarially robust examples are the most over-confident, so the
 softer labels. Every training and validation example gets a robustness score (the L2 norm of
 its minimal adversarial perturbation, CW-L2, on a *vanilla* model of the same architecture:
 the paper's "pre-computed" option); both splits are cut into R equal-size strata from least
-to most robust (:func:`benchmark.evaluations.ranking.robustness_bins`). Stratum r trains on
+to most robust (:func:`benchmark.metrics.robustness.robustness_bins`). Stratum r trains on
 soft labels whose true-class mass p_r starts at 1 and, after every epoch, follows the
 validation calibration gap of the same stratum:
 
@@ -23,8 +23,11 @@ with the same parameters shares the checkpoint). CW-L2 defaults are the paper's 
 initial constant is 1e-2); DDN is the faster option. Any per-example
 score can be used instead: ``scores_file`` (an ``.npz`` with arrays ``train`` and ``val``,
 ordered as the splits, plus its SHA-256 so the cache key follows the content) or the
-``scores=`` argument of :func:`train_ar_adals`. Misclassified examples get score 0 (least
-robust) and are not attacked, as in the ``robustness_ranking`` evaluation.
+``scores=`` argument of :func:`train_ar_adals`. Robustness is relative to the vanilla model's
+prediction (the paper's smallest delta with f(x + delta) != f(x)), so misclassified examples
+are attacked too; ``robustness_relative_to: label`` gives them score 0 unattacked (the older
+convention). Adversarials are re-verified (:mod:`benchmark.attacks.distances`), as in the
+``robustness_ranking`` evaluation; an unverified one scores +inf (most robust stratum).
 
 Deviation: the loss is the batch mean of the per-example soft cross-entropy; the paper writes
 (1/R) sum_r L_r, which is the same in expectation because the strata have equal size.
@@ -40,10 +43,12 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from benchmark.attacks import ATTACKS, MinimalNormAttack
+from benchmark.attacks.distances import RelativeTo, verified_minimal_distances
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
-from benchmark.evaluations.ranking import RankingParams, minimal_distances, robustness_bins
 from benchmark.inference import predict_probs
+from benchmark.metrics.robustness import robustness_bins
 from benchmark.utils import file_sha256
 from models.training.engine import TrainingJob, train_or_load
 from models.training.label_smoothing import smooth_targets, soft_cross_entropy
@@ -67,6 +72,9 @@ class ArAdaLSParams(LoopParams):
     cw_initial_const: float = Field(1e-2, gt=0, description="cleverhans' default")
     ddn_steps: int = Field(100, ge=1)
     attack_batch_size: int = Field(500, ge=1)
+    robustness_relative_to: RelativeTo = Field(
+        "prediction", description="attack off the predicted class, or (label) only correct ones"
+    )
     vanilla: dict[str, Any] | None = Field(
         None, description="standard-recipe params of the ranking model (default: this recipe's)"
     )
@@ -80,6 +88,22 @@ class ArAdaLSParams(LoopParams):
         return self
 
 
+def ranking_attack(params: ArAdaLSParams) -> MinimalNormAttack:
+    """The configured CW-L2 or DDN attack (its other parameters at their defaults)."""
+    given: dict[str, Any] = (
+        {
+            "binary_search_steps": params.cw_binary_search_steps,
+            "steps": params.cw_steps,
+            "lr": params.cw_lr,
+            "initial_const": params.cw_initial_const,
+        }
+        if params.attack == "cw"
+        else {"steps": params.ddn_steps}
+    )
+    entry = ATTACKS.get(params.attack)
+    return entry.obj(entry.params_model.model_validate(given))  # type: ignore[return-value]
+
+
 def example_robustness(
     model: nn.Module,
     data: ArrayDataset,
@@ -87,24 +111,21 @@ def example_robustness(
     device: torch.device,
     progress: bool,
 ) -> np.ndarray:
-    """Minimal L2 adversarial distance per example (0 if misclassified, inf if none found)."""
-    ranking = RankingParams(
-        method=params.attack,
-        binary_search_steps=params.cw_binary_search_steps,
-        steps=params.cw_steps,
-        lr=params.cw_lr,
-        initial_const=params.cw_initial_const,
-        ddn_steps=params.ddn_steps,
-    )
+    """Minimal L2 adversarial distance per example (inf if none verified; with
+    ``robustness_relative_to: label``, 0 if misclassified)."""
     model.eval()
-    bs = params.attack_batch_size
-    probs = predict_probs(model, data.x, batch_size=bs, device=device)
-    correct = torch.from_numpy(probs.argmax(1) == data.y.numpy())
-    todo = correct.nonzero().squeeze(1)
-    scores = np.zeros(len(data))
-    found, _ = minimal_distances(model, data.x[todo], data.y[todo], ranking, device, bs, progress)
-    scores[todo.numpy()] = found
-    return scores
+    distances, _, _ = verified_minimal_distances(
+        model,
+        data.x,
+        data.y,
+        ranking_attack(params),
+        params.robustness_relative_to,
+        device,
+        params.attack_batch_size,
+        progress,
+        desc=f"{params.attack}-L2 ranking",
+    )
+    return distances
 
 
 def load_scores(path: str, sha256: str, train: ArrayDataset, val: ArrayDataset) -> Scores:

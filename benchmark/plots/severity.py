@@ -1,4 +1,4 @@
-"""Accuracy and ECE against severity, one line per model (matplotlib, Agg backend).
+"""Accuracy and ECE against corruption severity, one line per model.
 
 Input is what the leaderboard hook receives: ``results`` maps a model row name to its cached
 ``corruptions`` result summary (``extras.per_corruption`` and ``extras.clean``). Each point
@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from benchmark.plots.figure import new_figure, save_png
 
 PLOTTED = {"acc_pct": "accuracy (%)", "ece_pct": "ECE (%)"}
 
@@ -32,6 +31,27 @@ def severity_curve(summary: dict[str, Any], metric: str) -> tuple[list[int], lis
     return [0, *severities], [extras["clean"][metric], *means]
 
 
+def severity_figure(results: dict[str, dict[str, Any]], metric: str, title: str) -> Figure:
+    """``metric`` (a key of :data:`PLOTTED`) against severity, one line per model row."""
+    figure = new_figure(5.0, 3.5)
+    ax = figure.add_subplot()
+    for model, summary in results.items():
+        x, y = severity_curve(summary, metric)
+        ax.plot(x, y, marker="o", label=model)
+    ax.set_xlabel("severity (0 = clean)")
+    ax.set_ylabel(f"{PLOTTED[metric]}, mean over corruptions")
+    ax.set_title(title)
+    ax.set_xticks(range(0, 6))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return figure
+
+
+def severity_figures(results: dict[str, dict[str, Any]], title: str) -> dict[str, Figure]:
+    """Every :data:`PLOTTED` metric's figure, keyed by metric."""
+    return {metric: severity_figure(results, metric, title) for metric in PLOTTED}
+
+
 def plot_severity_curves(
     results: dict[str, dict[str, Any]], name: str, out_dir: str | Path
 ) -> list[Path]:
@@ -39,21 +59,7 @@ def plot_severity_curves(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.+-]", "-", name)
-    written = []
-    for metric, label in PLOTTED.items():
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for model, summary in results.items():
-            x, y = severity_curve(summary, metric)
-            ax.plot(x, y, marker="o", label=model)
-        ax.set_xlabel("severity (0 = clean)")
-        ax.set_ylabel(f"{label}, mean over corruptions")
-        ax.set_title(name)
-        ax.set_xticks(range(0, 6))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f"{stem}_{metric.removesuffix('_pct')}_vs_severity.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
-    return written
+    return [
+        save_png(figure, out_dir / f"{stem}_{metric.removesuffix('_pct')}_vs_severity.png")
+        for metric, figure in severity_figures(results, name).items()
+    ]
