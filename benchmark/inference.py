@@ -27,7 +27,6 @@ def check_finite(logits: torch.Tensor, desc: str) -> None:
     )
 
 
-@torch.inference_mode()
 def predict_probs(
     model: nn.Module,
     x: torch.Tensor,
@@ -48,18 +47,49 @@ def predict_probs(
     here: attacks run on fixed blocks of ``batch_size`` examples, which also fix their random
     draws and shard boundaries, so they must not change size mid-run.)
     """
-    chunks = []
+    by_size = predict_probs_by_size(
+        model,
+        x,
+        sizes=(n_samples,),
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        desc=desc,
+    )
+    return by_size[n_samples]
+
+
+@torch.inference_mode()
+def predict_probs_by_size(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    sizes: tuple[int, ...],
+    batch_size: int,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "predict",
+) -> dict[int, np.ndarray]:
+    """The mean-softmax prediction of the first n passes, for every n in ``sizes``, from
+    ``max(sizes)`` passes in all (running sums: a sweep over the ensemble size of MC dropout
+    costs the largest size only). See :func:`predict_probs`."""
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"sizes must be positive pass counts, got {sizes}")
+    wanted, most = sorted(set(sizes)), max(sizes)
+    chunks: dict[int, list[np.ndarray]] = {n: [] for n in wanted}
     bar = tqdm(total=len(x), desc=desc, unit="img", disable=not progress, leave=False)
     start, size = 0, batch_size
     while start < len(x):
         batch = x[start : start + size].to(device)
         try:
-            probs = None
-            for _ in range(n_samples):
+            probs, means = None, {}
+            for done in range(1, most + 1):
                 logits = model(batch)
                 check_finite(logits, desc)
                 p = torch.softmax(logits.double(), dim=1)
                 probs = p if probs is None else probs + p
+                if done in chunks:
+                    means[done] = (probs / done).cpu().numpy()
         except torch.OutOfMemoryError:
             del batch
             if device.type == "cuda":
@@ -70,9 +100,9 @@ def predict_probs(
                 ) from None
             size //= 2
             continue
-        assert probs is not None  # n_samples >= 1
-        chunks.append((probs / n_samples).cpu().numpy())
+        for n, mean in means.items():
+            chunks[n].append(mean)
         bar.update(len(batch))
         start += len(batch)
     bar.close()
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0))
+    return {n: np.concatenate(c) if c else np.zeros((0, 0)) for n, c in chunks.items()}

@@ -163,6 +163,19 @@ def test_scores_follow_eq_34_to_36():
     # relative: a: ((10-5) + (30-5)) / ((20-10) + (40-10)) = 30/40; b: (5-5)/(10-10) = nan
     assert np.isnan(scores["relative_mce_pct"])
     assert relative_scores(ref, ref)["mce_pct"] == pytest.approx(100)
+    only_b = relative_scores(model, ref, corruptions=["b"])
+    assert only_b["mce_pct"] == pytest.approx(100 * 0.5)
+
+
+def test_mce_averages_over_the_standard_corruptions_by_default():
+    from benchmark.evaluations.corruptions import CorruptionParams, scored_corruptions
+
+    per = {name: {} for name in ("gaussian_noise", "fog", "speckle_noise", "saturate")}
+    assert CorruptionParams().mce_over == "standard"
+    assert scored_corruptions("standard", per) == ["fog", "gaussian_noise"]  # 2 of the 15
+    assert scored_corruptions("evaluated", per) == sorted(per)
+    extras_only = {"spatter": {}, "saturate": {}}
+    assert scored_corruptions("standard", extras_only) == ["saturate", "spatter"]
 
 
 def test_runner_adds_reference_scores_and_long_records(tmp_path, write_suite):
@@ -181,6 +194,9 @@ def test_runner_adds_reference_scores_and_long_records(tmp_path, write_suite):
     for column in ("mean_acc_pct", "mean_error_pct", "mean_nll", "mean_ece_pct", "mce_pct",
                    "mcnll_pct", "mcece_pct", "relative_mce_pct"):  # fmt: skip
         assert f"digits_c_{column}" in board.columns
+    # one name, one meaning: mCE is mce_pct, the maximum calibration error maxce_pct
+    assert "digits_c_mean_maxce_pct" in board.columns and "clean_maxce_pct" in board.columns
+    assert "digits_c_mean_mce_pct" not in board.columns and "clean_mce_pct" not in board.columns
     assert board.loc["rn20", "digits_c_mce_pct"] == pytest.approx(100)
     assert board.loc["rn20", "digits_c_mcnll_pct"] == pytest.approx(100)
     assert board.loc["cnn", "digits_c_mean_error_pct"] == pytest.approx(

@@ -64,7 +64,7 @@ def test_leaderboard_files_and_records(tmp_path, write_suite):
     for column in ("clean_acc_pct", "clean_nll", "clean_brier", "clean_ece_pct", "clean10_ece_pct"):
         assert column in board.columns
     for metric in (
-        "mce_pct",
+        "maxce_pct",
         "auroc_pct",
         "aupr_success_pct",
         "aupr_error_pct",

@@ -17,7 +17,7 @@ from benchmark.evaluations.predictions import (
     summary_metrics,
 )
 
-CORE = ["acc_pct", "nll", "brier", "ece_pct", "mce_pct"]
+CORE = ["acc_pct", "nll", "brier", "ece_pct", "maxce_pct"]
 FAILURE = [
     "auroc_pct",
     "aupr_success_pct",
@@ -57,7 +57,7 @@ def test_summary_columns_order_and_scales():
         *CORE[:4],
         "ece_pct_ci_low",
         "ece_pct_ci_high",
-        "mce_pct",
+        "maxce_pct",
         "adaece_pct",
         "cwece_pct",
         "auroc_pct",

@@ -15,6 +15,7 @@ written by the ``corruptions`` evaluation (``acc_pct``, ``nll``, ``ece_pct``, ..
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 PerCorruption = dict[str, dict[str, dict[str, float]]]
@@ -37,9 +38,11 @@ def relative_scores(
     reference: PerCorruption,
     model_clean: dict[str, float] | None = None,
     reference_clean: dict[str, float] | None = None,
+    corruptions: Iterable[str] | None = None,
 ) -> dict[str, float]:
     """``mce_pct``, ``mcnll_pct``, ``mcece_pct`` (and ``relative_mce_pct`` when clean metrics
-    are given) of ``model`` against ``reference`` over their common corruptions/severities."""
+    are given) of ``model`` against ``reference`` over their common corruptions/severities
+    (only those in ``corruptions`` when given)."""
     getters: dict[str, Any] = {
         "mce_pct": _error,
         "mcnll_pct": lambda m: m["nll"],
@@ -47,7 +50,10 @@ def relative_scores(
     }
     per_type: dict[str, list[float]] = {key: [] for key in getters}
     relative: list[float] = []
-    for corruption in sorted(set(model) & set(reference)):
+    common = set(model) & set(reference)
+    if corruptions is not None:
+        common &= set(corruptions)
+    for corruption in sorted(common):
         severities = sorted(set(model[corruption]) & set(reference[corruption]))
         if not severities:
             continue

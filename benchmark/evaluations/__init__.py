@@ -1,6 +1,13 @@
 """Evaluation types: the registry plus built-ins (importing this module registers them)."""
 
-from benchmark.evaluations import adversarial, clean, corruptions, ranking, sanity
+from benchmark.evaluations import (
+    adversarial,
+    clean,
+    corruptions,
+    ensemble_size,
+    ranking,
+    sanity,
+)
 from benchmark.evaluations.base import (
     EVALUATIONS,
     EvalContext,
@@ -17,6 +24,7 @@ __all__ = [
     "adversarial",
     "clean",
     "corruptions",
+    "ensemble_size",
     "ranking",
     "register_evaluation",
     "sanity",

@@ -22,7 +22,9 @@ from benchmark.registry import StrictParams
 )
 class CleanEvaluation(SuiteFigures):
     # 2: MCE and the failure-prediction metrics, bootstrap intervals for ECE and AUROC.
-    version = "2"
+    # 3: maximum calibration error renamed maxce_pct (mce_pct is the corruptions' mCE);
+    #    n_samples 50 for randomized models.
+    version = "3"
     metrics: ClassVar[tuple[MetricSpec, ...]] = SUMMARY_METRICS  # + their _ci_low/_ci_high
 
     class Params(StrictParams):
@@ -30,7 +32,10 @@ class CleanEvaluation(SuiteFigures):
             15, ge=1, le=10_000, description="ECE bins (equal-width; equal-mass for adaece)"
         )
         n_samples: int = Field(
-            1, ge=1, le=1000, description="passes averaged for randomized models"
+            50,
+            ge=1,
+            le=1000,
+            description="passes averaged for randomized models (MC dropout: the paper's N = 50)",
         )
         bootstrap: int = Field(
             200, ge=0, le=100_000, description="resamples for ECE/AUROC 95% intervals (0: off)"

@@ -81,7 +81,7 @@ def summary_metrics(
         "nll": negative_log_likelihood(probs, labels),
         "brier": brier_score(probs, labels),
         "ece_pct": 100.0 * expected_calibration_error(confidence, correct, n_bins),
-        "mce_pct": 100.0 * maximum_calibration_error(confidence, correct, n_bins),
+        "maxce_pct": 100.0 * maximum_calibration_error(confidence, correct, n_bins),
     }
     if extra_ece:
         metrics["adaece_pct"] = 100.0 * expected_calibration_error(

@@ -148,7 +148,7 @@ SUMMARY_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("nll", "nats", "lower", "mean negative log-likelihood -log p(y|x)"),
     MetricSpec("brier", "[0, 2]", "lower", "multi-class Brier score, sum over classes"),
     MetricSpec("ece_pct", "%", "lower", "expected calibration error, equal-width bins"),
-    MetricSpec("mce_pct", "%", "lower", "maximum calibration error over non-empty bins"),
+    MetricSpec("maxce_pct", "%", "lower", "maximum calibration error over non-empty bins"),
     MetricSpec("adaece_pct", "%", "lower", "adaptive (equal-mass bins) ECE"),
     MetricSpec("cwece_pct", "%", "lower", "classwise ECE"),
     MetricSpec("auroc_pct", "%", "higher", "AUROC of correct vs wrong by confidence"),
