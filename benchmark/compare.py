@@ -35,7 +35,7 @@ from benchmark.metrics.failure import batched_auroc
 from benchmark.metrics.specs import SUMMARY_METRICS, Direction, find_spec
 from benchmark.runner.cache import RECORDS_FILE
 
-KEY_COLUMNS = ("corruption", "severity", "index")  # what identifies an example in records
+KEY_COLUMNS = ("distribution", "corruption", "severity", "index")  # identifies a record's example
 
 
 def _declared_direction(metric: str) -> Direction:

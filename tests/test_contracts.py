@@ -75,6 +75,7 @@ MINIMAL_NORM_PARAMS: dict[str, dict[str, Any]] = {
 EVALUATION_PARAMS: dict[str, dict[str, Any]] = {
     "clean": {"bootstrap": 20},
     "ensemble_size": {"sizes": [1, 3], "n_examples": 16},
+    "ood_detection": {"dataset": "digits", "split": "val", "n_examples": 16, "n_in_examples": 16},
     "fgsm": {"eps": 0.1, "n_examples": 16},
     "pgd": {"eps": 0.1, "steps": 3, "n_examples": 16},
     "square": {"eps": 0.1, "n_queries": 20, "n_examples": 16},
@@ -377,6 +378,8 @@ def _expected_groups(key: str, records: pd.DataFrame) -> list[pd.DataFrame]:
     """Groups of records that each hold one row per evaluated example."""
     if key == "corruptions":
         return [part for _, part in records.groupby(["corruption", "severity"], observed=True)]
+    if key == "ood_detection":  # its OOD rows index another data set (n_in_examples = 16)
+        return [records[records["distribution"] == "in"]]
     return [records]
 
 

@@ -5,6 +5,7 @@ from benchmark.evaluations import (
     clean,
     corruptions,
     ensemble_size,
+    ood,
     ranking,
     sanity,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "clean",
     "corruptions",
     "ensemble_size",
+    "ood",
     "ranking",
     "register_evaluation",
     "sanity",
