@@ -14,7 +14,7 @@ def entropy_histogram(
     """Both distributions on shared bins over [0, log K] nats, as densities."""
     figure = new_figure(5.0, 3.5)
     axis = figure.add_subplot()
-    bins = np.linspace(0.0, float(np.log(num_classes)), 31)
+    bins = np.linspace(0.0, float(np.log(num_classes)), 31).tolist()
     for values, label in zip((in_entropy, out_entropy), labels, strict=True):
         axis.hist(values, bins=bins, density=True, alpha=0.55, label=label)
     axis.set(xlabel="predictive entropy (nats)", ylabel="density")

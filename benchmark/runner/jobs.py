@@ -39,6 +39,9 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
 
 
 def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
+    if spec.ensemble is not None:  # every member's identity: retraining one reruns the row
+        members = [model_identity(member, suite) for member in spec.members()]
+        return {"ensemble": members, "combine": "mean_softmax"}
     identity: dict[str, Any] = {
         "model": spec.model,
         "params": key_params(spec.model, spec.params),

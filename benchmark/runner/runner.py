@@ -82,13 +82,14 @@ def train_suite(
     paths = []
     log(f"suite '{suite.name}': training {len(trainable)} model(s) on {device}, cache {folder}")
     for spec in trainable:
-        path = checkpoint_path(training_job(spec, suite), folder)
-        cached = path.is_file()
+        members = spec.members() or [spec]  # an ensemble trains one checkpoint per member
+        own = [checkpoint_path(training_job(member, suite), folder) for member in members]
+        cached = all(path.is_file() for path in own)
         started = time.perf_counter()
         materialize_model(spec, suite, data, device, progress)
         how = "cached" if cached else f"trained in {time.perf_counter() - started:.1f}s"
         log(f"  model {spec.row_name}: {how}")
-        paths.append(path)
+        paths += own
     return paths
 
 

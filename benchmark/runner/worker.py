@@ -28,7 +28,7 @@ from benchmark.runner.costs import PassCounter
 from benchmark.runner.jobs import Task, expand_jobs, model_identity, posthoc_identity, training_job
 from benchmark.suite.schema import ModelSpec, Suite
 from benchmark.utils import derive_seed, seed_everything, stable_hash
-from models import NormalizedModel, build_model, load_checkpoint
+from models import Ensemble, NormalizedModel, build_model, load_checkpoint
 from models.posthoc import fit_posthoc
 from models.training import train_or_load
 from models.weights import resolve_checkpoint
@@ -60,7 +60,11 @@ class SuiteData:
 def materialize_model(
     spec: ModelSpec, suite: Suite, data: SuiteData, device: torch.device, progress: bool
 ) -> nn.Module:
-    """Return the model for ``spec`` in eval mode on ``device`` (training it if needed)."""
+    """Return the model for ``spec`` in eval mode on ``device`` (training it if needed; an
+    ensemble row: every member, averaged by probability)."""
+    if spec.ensemble is not None:
+        members = [materialize_model(m, suite, data, device, progress) for m in spec.members()]
+        return Ensemble(members).to(device).eval()
     info = data.split(suite.dataset.split).info
     if spec.training is not None:
         val = data.split("val") if spec.training.validation else None

@@ -199,7 +199,17 @@ def _check_params(
 
 
 def _check_checkpoint(spec: ModelSpec, field: str, source: str) -> list[str]:
-    """A local checkpoint exists (and has the declared hash); URLs are fetched at run time."""
+    """A local checkpoint exists (and has the declared hash); URLs are fetched at run time.
+    An ensemble's member checkpoints are checked the same way."""
+    if spec.ensemble is not None and spec.ensemble.checkpoints is not None:
+        errors = []
+        for j, member in enumerate(spec.members()):
+            where = f"{field}.ensemble.checkpoints[{j}]"
+            errors += [
+                line.replace(f"{where}.checkpoint:", f"{where}:")
+                for line in _check_checkpoint(member, where, source)
+            ]
+        return errors
     checkpoint = spec.checkpoint_source
     if checkpoint is None or checkpoint.path is None:
         return []

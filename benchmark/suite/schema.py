@@ -129,6 +129,38 @@ class Normalization(_Strict):
         return self
 
 
+class EnsembleSpec(_Strict):
+    """A deep-ensemble row: members of the row's architecture whose probabilities are averaged
+    (:class:`models.ensemble.Ensemble`). Members are either trained by the row's ``training``
+    recipe with distinct ``seeds`` (Lakshminarayanan et al.: independent initialisations and
+    data orders), or loaded from ``checkpoints``; the row's cache key covers every member."""
+
+    seeds: list[int] | None = Field(
+        None, min_length=2, description="one member per training seed (needs 'training')"
+    )
+    checkpoints: list[str | CheckpointSource] | None = Field(
+        None, min_length=2, description="one member per weights file: a path or {path|url, sha256}"
+    )
+
+    @field_validator("checkpoints", mode="before")
+    @classmethod
+    def _checkpoint_mappings(cls, value: object) -> object:
+        if not isinstance(value, list):
+            return value
+        return [v if isinstance(v, str) else _as_model(v, CheckpointSource) for v in value]
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EnsembleSpec:
+        if (self.seeds is None) == (self.checkpoints is None):
+            raise ValueError("give exactly one of 'seeds' (trained members) or 'checkpoints'")
+        if self.seeds is not None:
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"seeds must be distinct (got {self.seeds})")
+            if any(seed < 0 or seed >= 2**63 for seed in self.seeds):
+                raise ValueError("seeds must lie in [0, 2**63)")
+        return self
+
+
 class ModelSpec(_Strict):
     name: str | None = Field(None, pattern=NAME_PATTERN, description="leaderboard row name")
     model: str = Field(description="registered model key")
@@ -158,6 +190,9 @@ class ModelSpec(_Strict):
     posthoc: list[PosthocSpec] = Field(
         default_factory=list, description="extra rows: <name>+<method>, fitted on 'val'"
     )
+    ensemble: EnsembleSpec | None = Field(
+        None, description="a deep ensemble of this architecture: {seeds: [...]} or {checkpoints}"
+    )
 
     @field_validator("checkpoint", mode="before")
     @classmethod
@@ -175,6 +210,24 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_weight_source(self) -> ModelSpec:
+        if self.ensemble is not None:
+            if self.ensemble.seeds is not None and self.training is None:
+                raise ValueError("ensemble.seeds trains one member per seed: add 'training'")
+            if self.ensemble.seeds is not None and self.training.seed is not None:  # type: ignore[union-attr]
+                raise ValueError("give the members' seeds in ensemble.seeds, not training.seed")
+            if self.ensemble.checkpoints is not None and (
+                self.checkpoint is not None or self.training is not None
+            ):
+                raise ValueError(
+                    "ensemble.checkpoints is the weight source: drop 'checkpoint'/'training'"
+                )
+            if self.random_init or self.pretrained:
+                raise ValueError(
+                    "an ensemble's members are trained or loaded, not 'random_init'/'pretrained'"
+                )
+            if self.checkpoint_key or self.strip_prefix:
+                raise ValueError("'checkpoint_key'/'strip_prefix' apply to one 'checkpoint'")
+            return self
         sources = [
             self.checkpoint is not None,
             self.training is not None,
@@ -209,6 +262,25 @@ class ModelSpec(_Strict):
     @property
     def row_name(self) -> str:
         return self.name or self.model
+
+    def members(self) -> list[ModelSpec]:
+        """An ensemble row's members as plain model specs (one weight source each, no
+        post-hoc rows); [] for a single model."""
+        if self.ensemble is None:
+            return []
+        plain: dict[str, Any] = {"ensemble": None, "posthoc": [], "name": None}
+        if self.ensemble.seeds is not None:
+            assert self.training is not None
+            return [
+                self.model_copy(
+                    update={**plain, "training": self.training.model_copy(update={"seed": s})}
+                )
+                for s in self.ensemble.seeds
+            ]
+        return [
+            self.model_copy(update={**plain, "checkpoint": c})
+            for c in self.ensemble.checkpoints or []
+        ]
 
     def row_names(self) -> list[str]:
         """The base row and one row per post-hoc method."""
