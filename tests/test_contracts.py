@@ -76,6 +76,7 @@ EVALUATION_PARAMS: dict[str, dict[str, Any]] = {
     "clean": {"bootstrap": 20},
     "ensemble_size": {"sizes": [1, 3], "n_examples": 16},
     "ood_detection": {"dataset": "digits", "split": "val", "n_examples": 16, "n_in_examples": 16},
+    "consistency": {"frames": 3, "n_examples": 16},
     "fgsm": {"eps": 0.1, "n_examples": 16},
     "pgd": {"eps": 0.1, "steps": 3, "n_examples": 16},
     "square": {"eps": 0.1, "n_queries": 20, "n_examples": 16},

@@ -112,6 +112,7 @@ ALL_TYPES_SUITE: list[dict[str, Any]] = [
     {"type": "sanity", "params": {"n_examples": 8, "unbounded_steps": 5}},
     {"type": "ensemble_size", "params": {"sizes": [1, 2], "n_examples": 16}},
     {"type": "ood_detection", "params": {"dataset": "digits", "split": "val", "n_examples": 16}},
+    {"type": "consistency", "params": {"frames": 3, "n_examples": 16}},
 ]
 # two cheap rows (the replica group and the mCE reference need two), 32 digits
 MODELS = [

@@ -3,6 +3,7 @@
 from benchmark.evaluations import (
     adversarial,
     clean,
+    consistency,
     corruptions,
     ensemble_size,
     ood,
@@ -24,6 +25,7 @@ __all__ = [
     "EvaluationResult",
     "adversarial",
     "clean",
+    "consistency",
     "corruptions",
     "ensemble_size",
     "ood",
