@@ -7,6 +7,7 @@ import importlib.util
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,13 @@ def test_code_type_checks():
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_install_script_refuses_unknown_options_before_touching_anything():
+    script = Path(__file__).resolve().parents[1] / "install.sh"
+    done = subprocess.run(["bash", str(script), "--gpu-please"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "unknown option '--gpu-please'" in done.stderr and "--cuda" in done.stderr
+    text = script.read_text()
+    # the CUDA path installs torch with its dependencies; the CPU path never does
+    assert '"${PIP[@]}" "torch${TORCH_RANGE}"' in text and "--no-deps -r requirements.lock" in text
