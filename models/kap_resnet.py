@@ -12,6 +12,12 @@ Noise is active only in training mode ("the input and activation noise were only
 model training"), so these models are deterministic at evaluation. Input noise is in [0, 1]
 pixel units (``input_std`` converts it to the normalized input the backbone sees).
 
+The models carry *all* of the paper's training noise, the input part included (an
+:class:`~models.layers.InputNoise` in front of the stem), so they train as the paper's models
+under any recipe. The ``gaussian_noise`` recipe recognizes that layer and adds no input noise
+of its own to these models (it would otherwise be applied twice: std sqrt(2) sigma); a recipe
+sigma that differs from a model's nonzero sigma is refused (models/training/noise.py).
+
 Stride S > 1: a convolution then produces C * S (1-D) or C * S^2 (2-D, an (N_r S) x (N_c S)
 sheet) channels, which KAP pools back to the C channels that BatchNorm, the residual addition
 and the next layer expect. The paper only uses S = 1 in ResNets; this keeps S usable there.
@@ -23,14 +29,14 @@ from typing import Literal
 
 from torch import nn
 
-from models.layers import GaussianNoise, KernelAvgPool, kap_sheet
+from models.layers import GaussianNoise, InputNoise, KernelAvgPool, kap_sheet
 from models.registry import Builder, register_model
 from models.resnet import ARCHITECTURES, ResNetHooks, cifar_resnet
 
 
-def input_noise(sigma: float, input_std: tuple[float, ...] | None) -> GaussianNoise:
+def input_noise(sigma: float, input_std: tuple[float, ...] | None) -> InputNoise:
     """N(0, sigma^2) on the [0, 1] image, expressed on the normalized input."""
-    return GaussianNoise(sigma, None if input_std is None else [1.0 / s for s in input_std])
+    return InputNoise(sigma, input_std)
 
 
 def kap_hooks(

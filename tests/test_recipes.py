@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.datasets import load_dataset
+from benchmark.datasets.base import ArrayDataset
+from benchmark.datasets.cifar10 import CIFAR10_INFO
 from benchmark.errors import BenchmarkError
 from benchmark.metrics.robustness import robustness_bins
 from benchmark.utils import file_sha256
@@ -39,7 +41,7 @@ from models.training.label_smoothing import (
     soft_cross_entropy,
 )
 from models.training.loop import BatchState, loop_params
-from models.training.noise import GaussianNoiseLoop, NoiseParams
+from models.training.noise import GaussianNoiseLoop, NoiseParams, train_gaussian_noise
 from models.training.pgd_at import PGDATLoop, PGDATParams
 from models.training.sam_swa import SamSwaLoop, SamSwaParams, sam_swa_lr
 from models.training.standard import StandardParams
@@ -121,6 +123,67 @@ def test_gaussian_noise_is_applied_in_training_only(tmp_path, small_digits):
         assert torch.equal(model(val.x[:16]), model(val.x[:16])), "no noise at evaluation"
 
 
+def first_conv_noise(model_key: str, model_params: dict, sigma: float, tmp_path) -> torch.Tensor:
+    """Train ``model_key`` for one step on zero images with ``gaussian_noise(sigma)`` and return
+    the noise the first convolution saw, in [0, 1] pixel units (its input minus the
+    normalized zero image, times the normalization std)."""
+    n = 64
+    zeros = ArrayDataset(
+        "cifar10",
+        "train",
+        torch.zeros(n, 3, 32, 32),
+        torch.arange(n) % 10,
+        CIFAR10_INFO,
+        torch.arange(n),
+    )
+    torch.manual_seed(0)
+    model = build_model(model_key, {"width": 0.25, **model_params}, CIFAR10_INFO)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    seen = record_inputs(conv)
+    params = params_of(NoiseParams, sigma=sigma, batch_size=n)
+    train_gaussian_noise(model, zeros, None, params, context(tmp_path))
+    trained = [x for training, x in seen if training]
+    assert len(trained) == 1, "one training step, no evaluation pass"
+    mean, std = model.mean, model.std
+    return (trained[0] - (0 - mean) / std) * std
+
+
+@pytest.mark.parametrize(
+    ("model_key", "model_params"),
+    [
+        ("kap_resnet20", {"sigma": 0.1}),  # the model's own input noise is the only source
+        ("nt_resnet20", {"sigma": 0.1}),
+        ("kap_resnet20", {"sigma": 0.0}),  # no input noise in the model: the recipe adds it
+        ("resnet20", {}),  # plain model: Gaussian-noise augmentation by the recipe
+    ],
+)
+def test_gaussian_noise_reaches_the_input_once(tmp_path, model_key, model_params):
+    sigma = 0.1
+    noise = first_conv_noise(model_key, model_params, sigma, tmp_path)
+    # 196k values: the std estimate is within ~0.3% of sigma; twice-applied noise would give
+    # sqrt(2) * sigma = 0.141
+    assert noise.std().item() == pytest.approx(sigma, rel=0.03)
+    assert abs(noise.mean().item()) < 0.005
+    # version 1 added the recipe's noise on top of the model's: its checkpoints are not reused
+    assert RECIPES.get("gaussian_noise").extras["version"] == "2"
+
+
+def test_gaussian_noise_refuses_a_sigma_other_than_the_models(tmp_path):
+    model = build_model("kap_resnet20", {"width": 0.25, "sigma": 0.1}, CIFAR10_INFO)
+    data = ArrayDataset(
+        "cifar10",
+        "train",
+        torch.zeros(4, 3, 32, 32),
+        torch.zeros(4, dtype=torch.long),
+        CIFAR10_INFO,
+        torch.arange(4),
+    )
+    with pytest.raises(BenchmarkError, match=r"recipe sigma 0\.2 differs .*\(sigma 0\.1\)"):
+        train_gaussian_noise(
+            model, data, None, params_of(NoiseParams, sigma=0.2), context(tmp_path)
+        )
+
+
 # ----- label_smoothing -----------------------------------------------------------------------
 
 
@@ -154,8 +217,8 @@ def test_pgd_at_trains_on_adversarial_batches(tmp_path, small_digits):
     records: list[tuple[torch.Tensor, torch.Tensor, float, float]] = []
 
     class Spy(PGDATLoop):
-        def adversarial(self, model, x, y, generator):
-            x_adv = super().adversarial(model, x, y, generator)
+        def adversarial(self, model, x, y, generator, mode=None):
+            x_adv = super().adversarial(model, x, y, generator, mode)
             if model.training:  # training batches only (not the robust validation)
                 model.eval()
                 with torch.no_grad():
@@ -170,7 +233,8 @@ def test_pgd_at_trains_on_adversarial_batches(tmp_path, small_digits):
     params = params_of(PGDATParams, epochs=2, early_stopping=True, val_examples=90, **ATTACK)
     loop_ = Spy(params, context(tmp_path))
     history = loop_.run(model, train, val)["history"]
-    trained_on = [x for training, x in seen if training]
+    # the update's forward pass: training mode, and (unlike the attack's) no input gradient
+    trained_on = [x for training, x in seen if training and not x.requires_grad]
     assert len(records) == len(trained_on) == 2 * math.ceil(len(train) / 128)
     for (x, x_adv, clean, adv), used in zip(records, trained_on, strict=True):
         assert torch.equal(used, x_adv), "the update must use the adversarial batch"
@@ -182,7 +246,57 @@ def test_pgd_at_trains_on_adversarial_batches(tmp_path, small_digits):
     assert loop_.robust_accuracy(model, val) == pytest.approx(best["val_robust_acc"])
 
 
+def batchnorm_buffers(model) -> list[torch.Tensor]:
+    return [
+        b.clone()
+        for m in model.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+        for b in (m.running_mean, m.running_var, m.num_batches_tracked)
+    ]
+
+
+def test_pgd_at_crafts_the_adversary_in_train_mode_by_default(tmp_path, digits):
+    train, val = digits
+    assert PGDATParams().attack_mode == "train"  # Madry's and Rice's reference code
+    x, y = train.x[:64], train.y[:64]
+    for mode in ("train", "eval"):
+        model = fresh_model(train).train()
+        recipe = PGDATLoop(params_of(PGDATParams, attack_mode=mode, **ATTACK), context(tmp_path))
+        modes = record_inputs(model)
+        before = batchnorm_buffers(model)
+        recipe.adversarial(model, x, y, torch.Generator().manual_seed(0))
+        after = batchnorm_buffers(model)
+        assert model.training, "the model's mode is restored for the update"
+        assert [training for training, _ in modes] == [mode == "train"] * ATTACK["attack_steps"]
+        if mode == "train":  # batch statistics; every attack step updates the running ones
+            steps = [a - b for a, b in zip(after[2::3], before[2::3], strict=True)]
+            assert all(int(s) == ATTACK["attack_steps"] for s in steps)
+            assert not torch.equal(after[0], before[0])
+        else:
+            assert all(torch.equal(a, b) for a, b in zip(after, before, strict=True))
+
+    # the robust validation of early stopping attacks and scores in eval mode regardless
+    model = fresh_model(train).train()
+    recipe = PGDATLoop(params_of(PGDATParams, attack_mode="train", **ATTACK), context(tmp_path))
+    modes = record_inputs(model)
+    before = batchnorm_buffers(model)
+    recipe.robust_accuracy(model, val.subset(40, seed=0))
+    assert model.training and modes and not any(training for training, _ in modes)
+    assert all(torch.equal(a, b) for a, b in zip(batchnorm_buffers(model), before, strict=True))
+
+
 # ----- trades --------------------------------------------------------------------------------
+
+
+def test_trades_crafts_the_adversary_in_eval_mode_as_its_reference(digits):
+    train, _ = digits
+    model = fresh_model(train).train()
+    modes = record_inputs(model)
+    before = batchnorm_buffers(model)
+    params = params_of(TradesParams, **ATTACK)
+    trades_adversarial(model, train.x[:64], params, torch.Generator().manual_seed(0))
+    assert model.training and not any(training for training, _ in modes)
+    assert all(torch.equal(a, b) for a, b in zip(batchnorm_buffers(model), before, strict=True))
 
 
 def test_trades_kl_term_is_positive_and_maximized(tmp_path, small_digits):

@@ -4,6 +4,10 @@ The KAP paper trains with N(0, sigma^2) added to the input image and after each 
 convolution in the noise-trained baseline) and evaluates *without* noise ("the input and
 activation noise were only used during model training"), so the model stays deterministic at
 test time and is not flagged randomized.
+
+:class:`InputNoise` is the input part. It is its own class so that a training recipe can see
+that a model already carries input noise: the ``gaussian_noise`` recipe then adds none of its
+own (models/training/noise.py), and the input gets std sigma once, not sqrt(2) sigma.
 """
 
 from __future__ import annotations
@@ -41,3 +45,15 @@ class GaussianNoise(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}"
+
+
+class InputNoise(GaussianNoise):
+    """N(0, sigma^2) on the [0, 1] image, applied to the *normalized* input the backbone sees.
+
+    ``sigma`` is in pixel units (the units of the ``gaussian_noise`` recipe's ``sigma``);
+    ``input_std`` is the normalization's per-channel std (None: the input is not normalized),
+    so the noise added after normalization is ``sigma / std_c`` on channel c.
+    """
+
+    def __init__(self, sigma: float, input_std: Sequence[float] | None = None) -> None:
+        super().__init__(sigma, None if input_std is None else [1.0 / s for s in input_std])

@@ -5,10 +5,27 @@ learning").
 Each batch is replaced by the PGD adversary of the *current* model: Linf eps 8/255, step
 2/255, 10 steps, uniform random start, cross-entropy (the L2 variant used by the KAP
 baselines: ``norm: L2``, 20 steps). The attack is ours (:func:`benchmark.attacks.pgd.run_pgd`,
-without early stopping, so every example gets all steps) and runs with the model in ``eval()``
-mode -- BatchNorm uses its running statistics and is not updated by the attack's forward
-passes -- then the update runs in ``train()`` mode. Its random start draws from the loop's
-saved generator, so training resumes exactly.
+without early stopping, so every example gets all steps); its random start draws from the
+loop's saved generator, so training resumes exactly. The update always runs in ``train()``
+mode.
+
+The model's mode while the adversary is crafted is ``attack_mode``:
+
+* ``"train"`` (the default): as in the reference implementations -- Madry et al.'s
+  cifar10_challenge builds the attack on the training graph (batch norm with
+  ``is_training=True``), and Rice et al.'s robust_overfitting ``train_cifar.py`` calls
+  ``attack_pgd`` on the model left in ``model.train()``. BatchNorm normalizes with the
+  attacked batch's own statistics and each attack step's forward pass updates its running
+  statistics (train-time noise and dropout are active too);
+* ``"eval"``: BatchNorm uses (and keeps) its running statistics, and train-time noise is
+  off. Kept as an option: it is what this recipe did before ``attack_mode`` existed (select
+  it to reproduce those checkpoints' setting), and it is how TRADES's reference crafts its
+  adversary (models/training/trades.py). The adversary then attacks the deterministic model
+  that is evaluated, and the running statistics see only the update's forward pass; the
+  trained weights differ from the references'.
+
+The robust validation of early stopping always attacks and scores the model in ``eval()``
+mode, whatever ``attack_mode`` is, so it neither sees batch statistics nor changes them.
 
 Schedule defaults are Rice et al.'s PreAct-ResNet-18 CIFAR-10 setting: SGD lr 0.1, momentum
 0.9, weight decay 5e-4, 200 epochs, x0.1 at epochs 100 and 150, no warm-up. With
@@ -20,7 +37,7 @@ resume state.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -40,6 +57,15 @@ class PGDATParams(LoopParams):
     step_size: EpsField = "2/255"
     attack_steps: int = Field(10, ge=1)
     random_start: bool = True
+    attack_mode: Literal["train", "eval"] = Field(
+        "train",
+        description=(
+            "model mode while the training adversary is crafted: 'train' (Madry's and Rice's "
+            "reference code: BatchNorm uses batch statistics and the attack's forward passes "
+            "update its running statistics) or 'eval' (running statistics, left unchanged; "
+            "no train-time noise). Robust validation always runs in eval mode"
+        ),
+    )
     early_stopping: bool = Field(False, description="keep the best robust-validation epoch")
     val_examples: int | None = Field(None, ge=1, description="robust validation subset size")
     milestones: tuple[int, ...] = (100, 150)
@@ -55,12 +81,18 @@ class PGDATLoop(TrainingLoop):
         self.best: dict[str, Any] = {}
 
     def adversarial(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator,
+        mode: Literal["train", "eval"] | None = None,
     ) -> torch.Tensor:
-        """PGD examples for (x, y) against ``model`` in eval mode; restores its mode."""
+        """PGD examples for (x, y) against ``model`` in ``mode`` (default: the recipe's
+        ``attack_mode``); restores the model's mode."""
         p = self.params
         was_training = model.training
-        model.eval()
+        model.train((mode or p.attack_mode) == "train")
         attack = AttackContext(
             model=model,
             norm=p.norm,
@@ -94,15 +126,20 @@ class PGDATLoop(TrainingLoop):
 
     @torch.no_grad()
     def robust_accuracy(self, model: nn.Module, data: ArrayDataset) -> float:
+        """Accuracy under the same PGD on (a subset of) ``data``, attacked and scored in eval
+        mode whatever ``attack_mode`` is; restores the model's mode."""
         data = data.subset(self.params.val_examples, seed=0)
         generator = torch.Generator().manual_seed(self.ctx.seed)  # same start every epoch
+        was_training = model.training
+        model.eval()
         correct = 0
         for start in range(0, len(data), 256):
             x = data.x[start : start + 256].to(self.ctx.device)
             y = data.y[start : start + 256].to(self.ctx.device)
             with torch.enable_grad():
-                x_adv = self.adversarial(model, x, y, generator)
+                x_adv = self.adversarial(model, x, y, generator, mode="eval")
             correct += int((model(x_adv).argmax(1) == y).sum())
+        model.train(was_training)
         return 100.0 * correct / max(len(data), 1)
 
     def end_epoch(

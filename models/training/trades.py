@@ -4,7 +4,10 @@ Robustness and Accuracy").
 Loss: ``CE(f(x), y) + beta * KL(softmax f(x) || softmax f(x'))`` with beta 6, where x'
 maximizes that KL term in the Linf ball of radius 0.031 around x: start at
 ``x + 0.001 * N(0, 1)``, 10 signed-gradient steps of 0.007, each projected onto the ball and
-clipped to [0, 1], with the model in ``eval()`` mode (as in the reference ``trades.py``).
+clipped to [0, 1], with the model in ``eval()`` mode, as in the reference ``trades.py``
+(yaodongyu/TRADES), which calls ``model.eval()`` before generating x' and ``model.train()``
+afterwards: BatchNorm uses its running statistics and is not updated by the attack. (PGD-AT's
+references attack in train mode instead; see models/training/pgd_at.py.)
 
 The inner maximization is written here rather than taken from
 :func:`benchmark.attacks.pgd.run_pgd`: its objective is the KL to the model's own clean
@@ -57,6 +60,8 @@ def trades_adversarial(
     """x' maximizing the KL to the clean prediction (model in eval mode; mode restored)."""
     eps, step = parse_eps(params.eps), parse_eps(params.step_size)
     was_training = model.training
+    # Eval mode on purpose, unlike pgd_at's default: the reference trades.py calls
+    # model.eval() while crafting x' and model.train() after it.
     model.eval()
     with frozen_parameters(model):
         with torch.no_grad():
