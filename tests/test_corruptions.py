@@ -5,7 +5,12 @@ determinism, shapes, grayscale/size support and the on-disk cache."""
 from __future__ import annotations
 
 import colorsys
+import importlib.util
 import io
+import itertools
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,12 +18,20 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from benchmark.corruptions import CORRUPTIONS, EXTRA, STANDARD, corrupt, resolve_corruptions
+from benchmark.corruptions import (
+    CORRUPTIONS,
+    EXTRA,
+    STANDARD,
+    corrupt,
+    resolve_corruptions,
+    weather,
+)
 from benchmark.corruptions import params as P
 from benchmark.corruptions.blur import defocus_blur, gaussian_blur, glass_blur, zoom_blur
 from benchmark.corruptions.cache import cached_corrupt
 from benchmark.corruptions.digital import contrast, jpeg_compression, pixelate, saturate
 from benchmark.corruptions.weather import brightness, fog
+from benchmark.errors import BenchmarkError
 
 SEVERITY_LIST = [1, 2, 3, 4, 5]
 
@@ -232,6 +245,142 @@ def test_glass_blur_matches_the_original_loop_with_the_same_draws(images, severi
         np.testing.assert_allclose(got[k], np.clip(want, 0, 1), atol=1e-5)
 
 
+# ---- frost: the photographs of imagecorruptions==1.1.2 ----------------------------------
+
+FROST_SHAPES = [(600, 900), (315, 560), (315, 560), (350, 527), (495, 660), (323, 485)]
+FROST_AT_02 = [(120, 180), (63, 112), (63, 112), (70, 105), (99, 132), (65, 97)]
+
+
+def test_frost_photographs_load_without_importing_imagecorruptions():
+    """Located with find_spec and decoded with Pillow: the package's own code (broken on
+    NumPy 2) never runs. A fresh interpreter, so nothing else has imported it."""
+    code = (
+        "import sys, json\n"
+        "from benchmark.corruptions.weather import frost_images\n"
+        "images = frost_images()\n"
+        "print(json.dumps([[list(i.shape), str(i.dtype)] for i in images]"
+        " + ['imagecorruptions' in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    *shapes, imported = json.loads(out.splitlines()[-1])
+    assert shapes == [[[h, w, 3], "uint8"] for h, w in FROST_SHAPES]
+    assert imported is False
+
+
+def test_missing_frost_photographs_give_one_clear_line(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BenchmarkError, match=r"pip install --no-deps imagecorruptions==1\.1\.2"):
+        weather.frost_folder()
+    try:
+        weather.frost_folder()
+    except BenchmarkError as exc:
+        assert "\n" not in str(exc)
+
+
+def test_cv2_resize_at_the_cifar_factor_is_a_subsampling():
+    """cv2.resize(fx=fy=0.2, INTER_LINEAR) samples at (i + 0.5) * 5 - 0.5 = 5 i + 2 exactly:
+    every output pixel is a source pixel (no antialiasing, unlike Pillow's reduction)."""
+    shapes = []
+    for photo in weather.frost_images():
+        got = weather.cv2_resize_linear(photo, 0.2, 0.2)
+        shapes.append(got.shape[:2])
+        np.testing.assert_array_equal(got, photo[2::5, 2::5][: got.shape[0], : got.shape[1]])
+    assert shapes == FROST_AT_02
+
+
+@pytest.mark.parametrize("fx, fy", [(0.3, 0.45), (0.125, 0.125), (0.7, 1.3), (1.4, 1.4)])
+def test_cv2_resize_linear_is_half_pixel_bilinear(fx, fy):
+    """Against float bilinear interpolation at half-pixel centres with edge clamping
+    (scipy.ndimage.map_coordinates): OpenCV's 11-bit fixed point stays within one level."""
+    img = np.random.default_rng(0).integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    got = weather.cv2_resize_linear(img, fx, fy).astype(np.int64)
+    assert got.shape == (round(37 * fy), round(53 * fx), 3)
+    rows = np.clip((np.arange(got.shape[0]) + 0.5) / fy - 0.5, 0, 36)
+    cols = np.clip((np.arange(got.shape[1]) + 0.5) / fx - 0.5, 0, 52)
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    for ch in range(3):
+        want = ndimage.map_coordinates(img[..., ch].astype(float), [rr, cc], order=1)
+        assert np.abs(got[..., ch] - want).max() <= 1.0
+
+
+def test_cv2_resize_linear_matches_opencv_where_installed():
+    cv2 = pytest.importorskip("cv2")  # not a dependency: checked where it happens to exist
+    rng = np.random.default_rng(1)
+    for fx, fy in [(0.2, 0.2), (0.5, 0.5), (0.05, 0.05), (0.3, 0.45), (1.4, 1.4), (2.0, 0.7)]:
+        img = rng.integers(0, 256, size=(*rng.integers(5, 90, size=2), 3), dtype=np.uint8)
+        want = cv2.resize(img, (0, 0), fx=fx, fy=fy)
+        np.testing.assert_array_equal(weather.cv2_resize_linear(img, fx, fy), want)
+
+
+def frost_reference(images: np.ndarray, severity: int, seed: int) -> np.ndarray:
+    """make_cifar_c.py's frost per image, on the photographs decoded independently (Pillow,
+    subsampled at 5 i + 2 as cv2's 0.2 resize is) and the generator's documented draws: all
+    indices randint(5), then all row offsets, then all column offsets."""
+    folder = weather.frost_folder()
+    photos = []
+    for name in P.FROST_FILES:
+        with Image.open(folder / name) as im:
+            full = np.asarray(im.convert("RGB"))
+        h, w = round(full.shape[0] * 0.2), round(full.shape[1] * 0.2)
+        photos.append(full[2::5, 2::5][:h, :w])
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    idx = rng.integers(0, 5, size=n)
+    assert idx.max() < 5  # randint(5): frost6.jpg is never used, as in the original
+    x_start = rng.integers(0, np.array([photos[k].shape[0] for k in idx]) - 32)
+    y_start = rng.integers(0, np.array([photos[k].shape[1] for k in idx]) - 32)
+    c = P.FROST[severity - 1]
+    out = []
+    for i in range(n):
+        frost = photos[idx[i]][x_start[i] : x_start[i] + 32, y_start[i] : y_start[i] + 32]
+        out.append(np.uint8(np.clip(c[0] * np.array(images[i]) + c[1] * frost, 0, 255)))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("severity", SEVERITY_LIST)
+def test_frost_matches_make_cifar_c_for_the_same_crops(images, severity):
+    many = np.concatenate([images] * 16)  # 64 images: every photograph gets chosen
+    got = corrupt(batch(many), "frost", severity, seed=severity).permute(0, 2, 3, 1).numpy()
+    want = frost_reference(many, severity, seed=severity)
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() <= 1  # float32 blend + quantize's 1e-3 allowance vs float64 np.uint8
+    assert (diff == 0).mean() > 0.999
+
+
+def test_frost_on_black_is_the_weighted_crop_and_grows_with_severity(images):
+    """On black images the output is c1 * frost: the mean change is then non-decreasing in
+    severity (c1 = .2, .3, .4, .4, .45). On ordinary images the CIFAR constants themselves
+    make severities 4-5 change the image less than 3 (image weight .9 -> .85 -> .75 with
+    frost weight .4 -> .4 -> .45): only 1 < 2 < 3 and 1 < 5 are asserted there."""
+    black = torch.zeros(64, 3, 32, 32)
+    change = []
+    for severity in SEVERITY_LIST:
+        out = weather.frost(black, severity, np.random.default_rng(3), 1.0)
+        assert out.min() >= 0 and out.max() <= 1
+        crops = weather.frost_crops(black, np.random.default_rng(3), 1.0)
+        torch.testing.assert_close(out, P.FROST[severity - 1][1] * crops)
+        change.append(float(out.mean()))
+    assert all(a <= b for a, b in itertools.pairwise(change)) and change[0] < change[-1]
+    x = batch(images)
+    mean_change = []
+    for severity in SEVERITY_LIST:
+        out = weather.frost(x, severity, np.random.default_rng(3), 1.0)
+        assert out.min() >= 0 and out.max() <= 1 and out.shape == x.shape
+        mean_change.append(float((out - x).abs().mean()))
+    assert mean_change[0] < mean_change[1] < mean_change[2] and mean_change[0] < mean_change[4]
+
+
+def test_frost_is_deterministic_and_handles_wide_images(images):
+    x = batch(images)
+    a = corrupt(x, "frost", 2, seed=4)
+    assert torch.equal(a, corrupt(x, "frost", 2, seed=4))
+    assert not torch.equal(a, corrupt(x, "frost", 2, seed=5))
+    wide = torch.rand(3, 3, 32, 200, generator=torch.Generator().manual_seed(0))
+    assert corrupt(wide, "frost", 5, seed=0).shape == wide.shape  # photographs enlarged
+
+
 # ---- every corruption: determinism, range, shapes ----------------------------------------
 
 
@@ -283,3 +432,25 @@ def test_generated_sets_are_cached_atomically(tmp_path, images, monkeypatch):
     assert torch.equal(first, again)
     with pytest.raises(AssertionError, match="regenerated"):  # other seed: other file
         cached_corrupt(x, "gaussian_noise", 2, seed=6, length_scale=None, cache_dir=tmp_path)
+
+
+def test_set_keys_change_only_for_bumped_corruptions():
+    """A corruption's own version enters its cached sets' key once past "1": frost (2) gets
+    new files, every other corruption keeps the keys it had."""
+    from benchmark.corruptions.cache import GENERATOR_VERSION, set_key
+    from benchmark.corruptions.registry import CHUNK
+    from benchmark.utils import stable_hash
+
+    def old_key(name: str) -> str:
+        return stable_hash(
+            {"corruption": name, "severity": 3, "seed": 1, "source": "f", "length_scale": None,
+             "version": GENERATOR_VERSION, "chunk": CHUNK},
+            length=24,
+        )  # fmt: skip
+
+    assert CORRUPTIONS["frost"].version == "2"
+    assert set_key("frost", 3, 1, "f", None) != old_key("frost")
+    for name in CORRUPTIONS:
+        if name != "frost":
+            assert CORRUPTIONS[name].version == "1"
+            assert set_key(name, 3, 1, "f", None) == old_key(name)

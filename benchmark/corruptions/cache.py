@@ -2,7 +2,9 @@
 
 A generated set is a pure function of (corruption, severity, seed, source images, length
 scale, generator code): its file name hashes exactly those, with the source images identified
-by the SHA-256 of their bytes and the code by ``GENERATOR_VERSION``. Bump the version when a
+by the SHA-256 of their bytes and the code by ``GENERATOR_VERSION`` (shared code: chunking,
+quantization) and the corruption's own ``version`` (``registry.VERSIONS``; in the key only
+once bumped past "1", so the keys of unchanged corruptions stay). Bump one of them when a
 change alters generated pixels. Files are written atomically (``atomic_path``), so a killed
 run never leaves a truncated set that a later run would read; an unreadable file is
 regenerated.
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.corruptions.registry import CHUNK, corrupt
+from benchmark.corruptions.registry import CHUNK, CORRUPTIONS, corrupt
 from benchmark.utils import atomic_path, stable_hash
 
 GENERATOR_VERSION = "1"
@@ -33,18 +35,19 @@ def images_fingerprint(images: torch.Tensor) -> str:
 def set_key(
     name: str, severity: int, seed: int, fingerprint: str, length_scale: float | None
 ) -> str:
-    return stable_hash(
-        {
-            "corruption": name,
-            "severity": severity,
-            "seed": seed,
-            "source": fingerprint,
-            "length_scale": length_scale,
-            "version": GENERATOR_VERSION,
-            "chunk": CHUNK,
-        },
-        length=24,
-    )
+    identity = {
+        "corruption": name,
+        "severity": severity,
+        "seed": seed,
+        "source": fingerprint,
+        "length_scale": length_scale,
+        "version": GENERATOR_VERSION,
+        "chunk": CHUNK,
+    }
+    corruption_version = CORRUPTIONS[name].version if name in CORRUPTIONS else "1"
+    if corruption_version != "1":
+        identity["corruption_version"] = corruption_version
+    return stable_hash(identity, length=24)
 
 
 def cached_corrupt(

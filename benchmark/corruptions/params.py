@@ -41,6 +41,11 @@ SNOW = (  # loc, scale, zoom, threshold, blur radius, blur sigma, blend
     (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
 )
 FROST = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))  # image weight, frost weight
+# The frost photographs (package data of imagecorruptions==1.1.2), in make_cifar_c.py's order.
+FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
+# make_cifar_c.py draws np.random.randint(5): frost6.jpg is listed but never chosen.
+FROST_CHOICES = 5
+FROST_RESIZE = 0.2  # cv2.resize(frost, (0, 0), fx=0.2, fy=0.2) before the 32 x 32 crop
 FOG = ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))  # fog weight, wibble decay
 BRIGHTNESS = (0.05, 0.1, 0.15, 0.2, 0.3)  # added to HSV value
 SPATTER = (  # loc, scale, sigma, threshold, intensity, mud (1) or water (0)

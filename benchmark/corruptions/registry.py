@@ -6,10 +6,10 @@ Every corruption function has the signature ``fn(x, severity, rng, scale) -> x'`
 Size scaling: the CIFAR constants are in pixels of a 32 px image. ``length_scale`` (default
 ``min(H, W) / 32``) multiplies every length: Gaussian/alias sigmas, disk and motion-blur
 radii, the glass-blur shuffle distance (rounded, at least 1), spatter's blur sigmas and
-distance cap, and the elastic transform's IMSIZE. Relative quantities are unchanged: noise
-levels, zoom factors, pixelate factors, blend weights, JPEG quality. So an 8x8 digit gets the
-blur a 32x32 image would get after downsampling by 4; ``length_scale: 1.0`` applies CIFAR
-pixel lengths as they are.
+distance cap, the elastic transform's IMSIZE and frost's photograph resize factor (0.2).
+Relative quantities are unchanged: noise levels, zoom factors, pixelate factors, blend
+weights, JPEG quality. So an 8x8 digit gets the blur a 32x32 image would get after
+downsampling by 4; ``length_scale: 1.0`` applies CIFAR pixel lengths as they are.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Corruption:
     family: str
     fn: CorruptionFn
     standard: bool
+    version: str = "1"  # bump when a change alters this corruption's pixels (cache key)
 
 
 _TABLE = [
@@ -56,8 +57,13 @@ _TABLE = [
     (weather.spatter, "weather", False),
     (digital.saturate, "digital", False),
 ]
+# Per-corruption code versions past "1" (they enter the cached sets' keys, see cache.py):
+VERSIONS = {
+    "frost": "2",  # 2: crops of the frost photographs instead of a procedural texture
+}
 CORRUPTIONS: dict[str, Corruption] = {
-    fn.__name__: Corruption(fn.__name__, family, fn, standard) for fn, family, standard in _TABLE
+    fn.__name__: Corruption(fn.__name__, family, fn, standard, VERSIONS.get(fn.__name__, "1"))
+    for fn, family, standard in _TABLE
 }
 STANDARD: tuple[str, ...] = tuple(c.name for c in CORRUPTIONS.values() if c.standard)
 EXTRA: tuple[str, ...] = tuple(c.name for c in CORRUPTIONS.values() if not c.standard)
