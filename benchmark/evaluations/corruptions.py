@@ -99,7 +99,8 @@ def _mean(values: list[float]) -> float:
 class CorruptionsEvaluation(CrossModel, SuiteFigures):
     # 2: mean_maxce_pct (was mean_mce_pct, clashing with mCE); n_samples 50; mCE over the
     #    standard corruptions.
-    version: ClassVar[str] = "2"
+    # 3: generated frost blends the frost photographs (corruption version 2).
+    version: ClassVar[str] = "3"
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"reference_model", "cache_dir"})
     Params = CorruptionParams
     params: CorruptionParams
