@@ -23,6 +23,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from benchmark.datasets.base import DataInfo
 from benchmark.errors import BenchmarkError
+from benchmark.fingerprints import source_digest
 from benchmark.registry import Entry, Registry, params_model_from_signature
 
 Builder = Callable[..., nn.Module]
@@ -47,15 +48,37 @@ def register_model(
     ``added_params`` names parameters added to an existing builder, with the default that
     reproduces its old network: at that value they stay out of cache keys (see
     :func:`key_params`), so adding an option does not retrain or re-evaluate old suites.
+
+    The SHA-256 of the file defining ``builder`` is read now, from the code being imported,
+    and enters every cache key of the model (:func:`model_code_version`).
     """
 
     def decorator(builder: Builder) -> Builder:
         params = params_model_from_signature(builder, skip=_DATA_ARGUMENTS)
-        extras = {"randomized": randomized, "added_params": dict(added_params or {})}
+        extras = {
+            "randomized": randomized,
+            "added_params": dict(added_params or {}),
+            "code": source_digest(builder),
+        }
         MODELS.add(Entry(key, builder, description, params, extras))
         return builder
 
     return decorator
+
+
+def model_code_version(key: str) -> str:
+    """The code version of model ``key`` in cache keys (job keys and checkpoint keys): the
+    SHA-256 of the source file defining its builder, as imported by this process.
+
+    For a plugin that is the plugin file, so editing its network (its ``forward``, say)
+    recomputes its results and retrains its checkpoints instead of serving old numbers. For
+    the project's own models it is their module: *any* edit of ``models/resnet.py``, even a
+    comment, invalidates the cached results of every model it defines; that is intended
+    (a cache cannot tell a harmless edit from one that changes numbers). Only that one file
+    is hashed: code it imports (``models/layers``, ``torch``) is not.
+    """
+    entry = MODELS.get(key)
+    return entry.extras.get("code") or source_digest(entry.obj)
 
 
 def key_params(key: str, params: dict[str, Any]) -> dict[str, Any]:

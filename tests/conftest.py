@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,21 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fingerprint_cache(tmp_path_factory):
+    """Sidecar SHA-256 records of the data files tests write go to a temporary folder, not to
+    the user's ``~/.cache`` (benchmark.fingerprints)."""
+    from benchmark.fingerprints import FINGERPRINT_CACHE_ENV
+
+    previous = os.environ.get(FINGERPRINT_CACHE_ENV)
+    os.environ[FINGERPRINT_CACHE_ENV] = str(tmp_path_factory.mktemp("fingerprints"))
+    yield
+    if previous is None:
+        os.environ.pop(FINGERPRINT_CACHE_ENV, None)
+    else:
+        os.environ[FINGERPRINT_CACHE_ENV] = previous
 
 
 def tiny_suite(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

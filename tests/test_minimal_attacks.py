@@ -150,7 +150,8 @@ def test_fmn_ranking_evaluation_verifies_every_distance(trained):
     result = entry.obj(params).run(model, data, EvalContext.for_model(model, CPU, 64, 0, False))
     records = result.records
     assert result.extras["n_unverified"] == 0 and records["verified"].all()
-    assert (records.loc[~records["correct"], "distance"] == 0).all()
+    assert result.extras["n_attacked"] == 40  # misclassified ones too (relative_to: prediction)
+    assert (records.loc[~records["correct"], "distance"] > 0).all()
     assert result.metrics["not_found_pct"] < 50
 
 
@@ -191,6 +192,8 @@ def test_a_plugin_attack_is_a_ranking_method(trained):
 
 # Hashes of evaluation identities computed before the attack registry existed (commit
 # c2843f6): old spellings must keep their cache keys, or every cached result is recomputed.
+# Ranking relative to the prediction changed the ranking's numbers: the old keys now belong
+# to ``relative_to: label`` (added below), the default gets new ones.
 KEYS_BEFORE_THE_REGISTRY = {
     ("robustness_ranking", '{"method": "cw", "steps": 50}'): "cb23041a291009a7",
     ("robustness_ranking", '{"method": "ddn", "ddn_steps": 20, "kappa": 1.0}'): "e5d806e5ca2c3d30",
@@ -206,7 +209,14 @@ KEYS_BEFORE_THE_REGISTRY = {
 def test_existing_spellings_keep_their_keys(type_key, params):
     import json
 
-    spec = EvaluationSpec(type=type_key, params=json.loads(params))
+    given = json.loads(params)
+    if type_key == "robustness_ranking":
+        default = EvaluationSpec(type=type_key, params=given)
+        assert (
+            stable_hash(evaluation_identity(default)) != KEYS_BEFORE_THE_REGISTRY[type_key, params]
+        )
+        given["relative_to"] = "label"
+    spec = EvaluationSpec(type=type_key, params=given)
     assert stable_hash(evaluation_identity(spec)) == KEYS_BEFORE_THE_REGISTRY[type_key, params]
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from benchmark.errors import BenchmarkError
+from benchmark.fingerprints import source_digest
 from benchmark.registry import Entry, Registry, StrictParams
 
 Split = Literal["train", "val", "test"]
@@ -75,20 +76,46 @@ class DatasetOptions(StrictParams):
 
 
 Loader = Callable[[DatasetOptions, Split], ArrayDataset]
+# (options, split) -> JSON-serialisable fingerprint of the content ``loader`` reads for it
+Fingerprint = Callable[[DatasetOptions, Split], Any]
 DATASETS: Registry[Loader] = Registry("dataset")
 
 
 def register_dataset(
-    key: str, description: str, *, info: DataInfo | None = None
+    key: str,
+    description: str,
+    *,
+    info: DataInfo | None = None,
+    fingerprint: Fingerprint | None = None,
 ) -> Callable[[Loader], Loader]:
     """Register ``loader`` under ``key``. ``info``, when the statistics are fixed, lets a
-    suite be checked against the data (e.g. normalization lengths) without loading it."""
+    suite be checked against the data (e.g. normalization lengths) without loading it.
+
+    ``fingerprint`` identifies the *content* a split is read from, for cache keys: for files,
+    :func:`benchmark.fingerprints.files_fingerprint` of the files the split reads (cheap
+    after the first call), never the ``root`` they lie under. Without one, a dataset is keyed
+    by its loader's source file and its ``root`` (see :func:`dataset_fingerprint`)."""
 
     def decorator(loader: Loader) -> Loader:
-        DATASETS.add(Entry(key, loader, description, DatasetOptions, {"info": info}))
+        extras = {"info": info, "fingerprint": fingerprint, "code": source_digest(loader)}
+        DATASETS.add(Entry(key, loader, description, DatasetOptions, extras))
         return loader
 
     return decorator
+
+
+def dataset_fingerprint(
+    name: str, split: Split, *, root: str = "data", download: bool = False
+) -> dict[str, Any]:
+    """What identifies split ``split`` of dataset ``name`` in cache keys: the fingerprint of
+    its content when the dataset declares one (downloading missing files first when
+    ``download``; missing files are an error, as loading would be), else its loader's source
+    file and ``root`` (a plugin's dataset: keyed conservatively by where it reads from)."""
+    entry = DATASETS.get(name)
+    fingerprint = entry.extras.get("fingerprint")
+    if fingerprint is None:
+        return {"loader_code": entry.extras.get("code") or source_digest(entry.obj), "root": root}
+    return {"content": fingerprint(DatasetOptions(root=root, download=download), split)}
 
 
 def load_dataset(

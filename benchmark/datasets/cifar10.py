@@ -6,6 +6,9 @@ unpickler that only reconstructs plain containers and NumPy arrays (the same ide
 
 Splits: ``train`` = the first 45,000 training images of a fixed permutation, ``val`` = the
 other 5,000 (the 45k/5k split used by AR-AdaLS and PEP), ``test`` = the official test batch.
+
+Cache keys hold the name, size and SHA-256 of the batch files a split reads (the five
+``data_batch_*`` for ``train`` / ``val``, ``test_batch`` for ``test``), not ``root``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from benchmark.datasets.base import (
     train_val_indices,
 )
 from benchmark.errors import BenchmarkError
+from benchmark.fingerprints import files_fingerprint
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -146,8 +150,20 @@ def _folder(options: DatasetOptions) -> Path:
     )
 
 
+def fingerprint_cifar10(options: DatasetOptions, split: Split) -> dict[str, Any]:
+    """The batch files ``split`` reads (name, size, SHA-256) and how it is drawn from them."""
+    files = TEST_FILES if split == "test" else TRAIN_FILES
+    fingerprint: dict[str, Any] = {"files": files_fingerprint(_folder(options), files)}
+    if split != "test":
+        fingerprint["split"] = {"n_val": N_VAL, "seed": SPLIT_SEED}
+    return fingerprint
+
+
 @register_dataset(
-    "cifar10", "CIFAR-10 (32x32 RGB, 10 classes); official python batches", info=CIFAR10_INFO
+    "cifar10",
+    "CIFAR-10 (32x32 RGB, 10 classes); official python batches",
+    info=CIFAR10_INFO,
+    fingerprint=fingerprint_cifar10,
 )
 def load_cifar10(options: DatasetOptions, split: Split) -> ArrayDataset:
     folder = _folder(options)

@@ -9,16 +9,21 @@ Layout (Zenodo record 2535967, ``CIFAR-10-C.tar``, extracted under ``root``)::
 Arrays are read with ``allow_pickle=False`` and memory-mapped, so only the requested
 severity block is loaded. The per-severity count is the file length / 5, which lets tests use
 tiny files in the same layout.
+
+Cache keys hold the name, size and SHA-256 of the files read (:func:`fingerprint_cifar10c`,
+hashed once and then remembered while the files' stat stays the same), not ``root``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmark.datasets.cifar10 import download_and_extract
 from benchmark.errors import BenchmarkError
+from benchmark.fingerprints import files_fingerprint
 
 URL = "https://zenodo.org/records/2535967/files/CIFAR-10-C.tar?download=1"
 # MD5 listed on the Zenodo record for CIFAR-10-C.tar (2,918,471,680 bytes).
@@ -44,6 +49,14 @@ def cifar10c_folder(root: str | Path, corruptions: list[str], download: bool = F
             f"under '{root}'"
         )
     return folder
+
+
+def fingerprint_cifar10c(
+    root: str | Path, corruptions: list[str], download: bool = False
+) -> dict[str, Any]:
+    """Name, size and SHA-256 of the files the corruptions are read from (and the labels)."""
+    folder = cifar10c_folder(root, corruptions, download)
+    return files_fingerprint(folder, [f"{name}.npy" for name in corruptions] + [LABELS])
 
 
 def _load(path: Path) -> np.ndarray:

@@ -16,6 +16,8 @@ and moved into place only once verified (temporary file + ``os.replace``).
 Splits: ``test`` = the official test set in file order; ``train`` / ``val`` = a fixed 55,000 /
 5,000 split of the training files, drawn with a constant seed (independent of the suite seed).
 Pixels are ``uint8 / 255`` as float32 in [0, 1], shape ``(N, 1, 28, 28)``.
+
+Cache keys hold the name, size and SHA-256 of the two files a split reads, not where they lie.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import urllib.request
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +44,7 @@ from benchmark.datasets.base import (
 )
 from benchmark.datasets.cifar10 import md5sum
 from benchmark.errors import BenchmarkError
+from benchmark.fingerprints import files_fingerprint
 from benchmark.utils import atomic_path
 
 MIRRORS = [
@@ -209,8 +213,20 @@ def _folder(options: DatasetOptions, split: Split) -> Path:
     )
 
 
+def fingerprint_mnist(options: DatasetOptions, split: Split) -> dict[str, Any]:
+    """The two files ``split`` reads (name, size, SHA-256) and how it is drawn from them."""
+    files = FILES["test" if split == "test" else "train"]
+    fingerprint: dict[str, Any] = {"files": files_fingerprint(_folder(options, split), files)}
+    if split != "test":
+        fingerprint["split"] = {"n_val": N_VAL, "seed": SPLIT_SEED}
+    return fingerprint
+
+
 @register_dataset(
-    "mnist", "MNIST (28x28 grayscale, 10 classes); official IDX gzip files", info=MNIST_INFO
+    "mnist",
+    "MNIST (28x28 grayscale, 10 classes); official IDX gzip files",
+    info=MNIST_INFO,
+    fingerprint=fingerprint_mnist,
 )
 def load_mnist(options: DatasetOptions, split: Split) -> ArrayDataset:
     folder = _folder(options, split)

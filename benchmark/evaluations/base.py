@@ -120,6 +120,14 @@ class Evaluation(ABC):
         but ``key_excluded_params``). Override to keep old keys when spellings change."""
         return params.model_dump(exclude=set(cls.key_excluded_params))
 
+    @classmethod
+    def data_identity(cls, params: StrictParams) -> dict[str, Any] | None:
+        """The content of data this evaluation reads besides the suite's (an OOD set, the
+        CIFAR-10-C files), for its job's cache key: fingerprints of what is read
+        (:func:`benchmark.datasets.base.dataset_fingerprint`), never the folder it lies in.
+        None (the default) for evaluations of the suite's data only; keys then stay."""
+        return None
+
 
 EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation type")
 

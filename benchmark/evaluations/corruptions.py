@@ -23,7 +23,7 @@ from benchmark.corruptions import SEVERITIES, STANDARD, resolve_corruptions
 from benchmark.corruptions.cache import cached_corrupt, images_fingerprint
 from benchmark.corruptions.scores import relative_scores
 from benchmark.datasets.base import ArrayDataset
-from benchmark.datasets.cifar10c import cifar10c_folder, load_cifar10c
+from benchmark.datasets.cifar10c import cifar10c_folder, fingerprint_cifar10c, load_cifar10c
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.base import EvalContext, EvaluationResult, register_evaluation
 from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
@@ -101,7 +101,10 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
     #    standard corruptions.
     # 3: generated frost blends the frost photographs (corruption version 2).
     version: ClassVar[str] = "3"
-    key_excluded_params: ClassVar[frozenset[str]] = frozenset({"reference_model", "cache_dir"})
+    # root / download: the files read are keyed by content (data_identity), not location
+    key_excluded_params: ClassVar[frozenset[str]] = frozenset(
+        {"reference_model", "cache_dir", "root", "download"}
+    )
     Params = CorruptionParams
     params: CorruptionParams
     # ``mean_<metric>`` over corruption x severity cells, then the reference-model scores of
@@ -117,6 +120,15 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
         MetricSpec("mcece_pct", "% of reference", "lower", "mean corruption ECE (mCECE)"),
         MetricSpec("relative_mce_pct", "% of reference", "lower", "relative mCE (minus clean)"),
     )
+
+    @classmethod
+    def data_identity(cls, params: StrictParams) -> dict[str, Any] | None:
+        """The CIFAR-10-C files read (name, size, SHA-256), for ``source: cifar10c``."""
+        assert isinstance(params, CorruptionParams)
+        if params.source != "cifar10c":
+            return None
+        names = resolve_corruptions(params.corruptions)
+        return {"cifar10c": fingerprint_cifar10c(params.root, names, params.download)}
 
     def _sets(self, data: ArrayDataset) -> Iterator[tuple[str, int, ArrayDataset]]:
         """(corruption, severity, corrupted images) in evaluation order."""

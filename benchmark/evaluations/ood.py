@@ -13,7 +13,7 @@ with its prediction, confidence and entropy.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from benchmark.datasets.base import DATASETS, ArrayDataset, DataInfo, load_dataset
+from benchmark.datasets.base import (
+    DATASETS,
+    ArrayDataset,
+    DataInfo,
+    dataset_fingerprint,
+    load_dataset,
+)
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.base import (
     EvalContext,
@@ -104,9 +110,21 @@ def _metric_specs() -> tuple[MetricSpec, ...]:
 )
 class OODDetection(Evaluation):
     version: ClassVar[str] = "1"
+    # root / download: the OOD set is keyed by its content (data_identity), not its location
+    key_excluded_params: ClassVar[frozenset[str]] = frozenset({"root", "download"})
     Params = OODParams
     params: OODParams
     metrics: ClassVar[tuple[MetricSpec, ...]] = _metric_specs()
+
+    @classmethod
+    def data_identity(cls, params: StrictParams) -> dict[str, Any] | None:
+        """The OOD set's fingerprint (its files' content; a plugin set's code and root)."""
+        assert isinstance(params, OODParams)
+        return {
+            "ood": dataset_fingerprint(
+                params.dataset, params.split, root=params.root, download=params.download
+            )
+        }
 
     def ood_data(self, info: DataInfo) -> ArrayDataset:
         p = self.params

@@ -273,9 +273,13 @@ class RobustnessRanking(CrossModel, SuiteFigures):
         value (the method's own as resolved, however spelled; the other's as given, else at
         its default) -- plus ``attack_params`` holding only the method's parameters that no
         shorthand spells and that differ from their defaults, and only when there are any:
-        existing suites keep their cache keys. Any other method: its full Params."""
+        existing suites keep their cache keys. ``relative_to`` enters the key only at its new
+        default (``prediction``): ``label`` reproduces the older numbers under their keys.
+        Any other method: its full Params."""
         p: RankingParams = params  # type: ignore[assignment]
         excluded = {*cls.key_excluded_params, "attack_params", *SHORTHANDS}
+        if p.relative_to == "label":  # the numbers of before the option: their old keys
+            excluded.add("relative_to")
         key = p.model_dump(exclude=excluded)
         resolved = p.attack_parameters().model_dump()
         if p.method not in SHORTHAND_METHODS:

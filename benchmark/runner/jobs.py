@@ -3,8 +3,21 @@
 A job's key hashes everything that determines its numbers: the model's identity (builder,
 parameters, and checkpoint hash or training recipe), the evaluation's type, code version and
 fully-defaulted parameters, the code versions of the attacks it runs (when bumped past "1"),
-the evaluation data, the seed and the device type. Names shown in the leaderboard are not
-part of it, so renaming a row reuses its results.
+the evaluation data, the seed and the device type -- plus the *versions* of what was read
+(:func:`job_versions`). Names shown in the leaderboard are not part of it, so renaming a row
+reuses its results.
+
+The versions are the code of the model's builder (:func:`models.registry.model_code_version`,
+the SHA-256 of its source file: editing a plugin's network reruns its jobs), the checkpoint
+key of a trained model (which holds its builder's and recipe's code and its training data)
+and the content of every data set the job reads (the evaluated split, the ``val`` split a
+post-hoc row is fitted on, files an evaluation reads itself): each file's name, size and
+SHA-256 (:func:`benchmark.datasets.base.dataset_fingerprint`, memoised), never the folder,
+so suites differing only in ``dataset.root`` share results exactly when the files are equal.
+
+A job's random draws derive from ``seed_key``, its key without the versions (and without
+rounding-only settings): an edit that changes no number (a comment) recomputes the same
+numbers, and one that does shows its effect rather than new random draws.
 """
 
 from __future__ import annotations
@@ -13,16 +26,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.datasets.base import Split, dataset_fingerprint
 from benchmark.suite.schema import EvaluationSpec, ModelSpec, PosthocSpec, Suite
 from benchmark.utils import stable_hash
 from models.posthoc import POSTHOC
-from models.registry import key_params
+from models.registry import key_params, model_code_version
 from models.training import TrainingJob
 from models.weights import cached_sha256
 
 
+def split_fingerprint(suite: Suite, split: Split) -> dict[str, Any]:
+    """The content fingerprint of ``split`` of the suite's dataset (not its ``root``)."""
+    d = suite.dataset
+    return dataset_fingerprint(d.name, split, root=d.root, download=d.download)
+
+
 def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
     assert spec.training is not None
+    validation = spec.training.validation
+    content = {"train": split_fingerprint(suite, "train")}
+    if validation:
+        content["val"] = split_fingerprint(suite, "val")
     return TrainingJob(
         model_key=spec.model,
         model_params=key_params(spec.model, spec.params),
@@ -31,7 +55,8 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
         data={
             "dataset": suite.dataset.name,
             "train": "train",
-            "val": "val" if spec.training.validation else None,
+            "val": "val" if validation else None,
+            "content": content,
         },
         seed=suite.seed if spec.training.seed is None else spec.training.seed,
         normalization=spec.normalization_override,
@@ -39,6 +64,7 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
 
 
 def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
+    """The model's part of a job's seed key (and key); :func:`model_versions` adds its code."""
     if spec.ensemble is not None:  # every member's identity: retraining one reruns the row
         members = [model_identity(member, suite) for member in spec.members()]
         return {"ensemble": members, "combine": "mean_softmax"}
@@ -54,12 +80,23 @@ def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
         extraction = {"checkpoint_key": spec.checkpoint_key, "strip_prefix": spec.strip_prefix}
         identity.update({k: v for k, v in extraction.items() if v is not None})
     elif spec.training is not None:
-        identity["training"] = training_job(spec, suite).key()
+        identity["training"] = training_job(spec, suite).seed_key()
     elif spec.pretrained:
         identity["pretrained"] = True
     else:
         identity["random_init_seed"] = suite.seed
     return identity
+
+
+def model_versions(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
+    """The code of the model (its builder's source file) and, when trained, its checkpoint
+    key (the builder's and recipe's code, the training data's content)."""
+    if spec.ensemble is not None:
+        return {"ensemble": [model_versions(member, suite) for member in spec.members()]}
+    versions: dict[str, Any] = {"code": model_code_version(spec.model)}
+    if spec.checkpoint_source is None and spec.training is not None:
+        versions["checkpoint"] = training_job(spec, suite).key()
+    return versions
 
 
 def evaluation_identity(spec: EvaluationSpec) -> dict[str, Any]:
@@ -124,16 +161,40 @@ class Task:
         return f"{self.job.label} [{self.shard[0]}:{self.shard[1]}]"
 
 
+def job_versions(
+    model: dict[str, Any],
+    evaluated: dict[str, Any],
+    evaluation: EvaluationSpec,
+    fitted_on: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The part of a job's key left out of its seeds: the model's code (``model``, from
+    :func:`model_versions`) and the content of the data read -- the evaluated split
+    (``evaluated``), the post-hoc row's ``val`` split (``fitted_on``) and what the evaluation
+    reads itself (:meth:`~benchmark.evaluations.base.Evaluation.data_identity`)."""
+    versions = {"model": model, "data": evaluated}
+    if fitted_on is not None:
+        versions["posthoc_data"] = fitted_on
+    if (own := evaluation.resolved.data_identity()) is not None:
+        versions["evaluation_data"] = own
+    return versions
+
+
 def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
     data = data_identity(suite)
+    evaluated = split_fingerprint(suite, suite.dataset.split)
+    val: list[dict[str, Any]] = []  # the val split's fingerprint, once a post-hoc row needs it
     jobs = []
     for model in suite.models:
         base_identity = model_identity(model, suite)
+        code = model_versions(model, suite)
         variants: list[PosthocSpec | None] = [None, *model.posthoc]
         for posthoc, row_name in zip(variants, model.row_names(), strict=True):
             identity = dict(base_identity)
+            fitted_on = None
             if posthoc is not None:
                 identity["posthoc"] = posthoc_identity(posthoc)
+                val = val or [split_fingerprint(suite, "val")]
+                fitted_on = val[0]
             for evaluation in suite.evaluations:
                 identity_of_numbers = {
                     "model": identity,
@@ -143,11 +204,11 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
                     "device": device_type,
                 }
                 seed_key = stable_hash(identity_of_numbers)
-                # rounding-only settings enter the key only when set, so that suites without
-                # them keep their keys
+                # rounding-only settings enter the key only when set
                 rounding = {"channels_last": suite.channels_last, "compile": suite.compile}
                 rounding = {k: True for k, v in rounding.items() if v}
-                key = stable_hash({**identity_of_numbers, **rounding}) if rounding else seed_key
+                versions = job_versions(code, evaluated, evaluation, fitted_on)
+                key = stable_hash({**identity_of_numbers, **rounding, "versions": versions})
                 name = evaluation.resolved.name
                 jobs.append(Job(model, posthoc, row_name, evaluation, key, name, seed_key))
     return jobs

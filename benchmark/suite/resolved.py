@@ -80,6 +80,11 @@ class ResolvedEvaluation:
             identity["attack_versions"] = bumped
         return identity
 
+    def data_identity(self) -> dict[str, Any] | None:
+        """The content of data the evaluation reads besides the suite's (its files'
+        fingerprints; :meth:`Evaluation.data_identity`): in job keys, not in their seeds."""
+        return self.cls.data_identity(self.params)
+
 
 def resolve_evaluation(spec: EvaluationSpec) -> ResolvedEvaluation:
     """Look up ``spec.type`` and validate its parameters (raises ``KeyError`` /

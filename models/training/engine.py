@@ -1,8 +1,11 @@
 """Train-or-reuse: produce a checkpoint for (builder, params, recipe, data, seed), cached by hash.
 
 The cache key covers everything that determines the weights, so a second run -- or a second
-suite naming the same model -- reuses the file instead of retraining. A file lock per
-checkpoint makes concurrent workers (process pool, Ray, two ``run`` commands) train it once.
+suite naming the same model -- reuses the file instead of retraining: the builder and recipe
+with their parameters and code (the SHA-256 of the files defining them), the data (for suites,
+the fingerprint of the files read: :func:`benchmark.runner.jobs.training_job`) and the seed.
+A file lock per checkpoint makes concurrent workers (process pool, Ray, two ``run`` commands)
+train it once.
 Checkpoints are written atomically and their SHA-256 is recorded beside them; a modified file
 is detected on load.
 """
@@ -22,8 +25,8 @@ from filelock import FileLock
 from benchmark.datasets.base import ArrayDataset
 from benchmark.utils import derive_seed, stable_hash, write_text_atomic
 from models.checkpoints import load_checkpoint, save_checkpoint
-from models.registry import Normalization, NormalizedModel, build_model
-from models.training.recipes import RECIPES, TrainContext
+from models.registry import Normalization, NormalizedModel, build_model, model_code_version
+from models.training.recipes import RECIPES, TrainContext, recipe_code_version
 
 # CPU training runs with this many intra-op threads whatever the machine or executor: the
 # weight-gradient reductions of convolutions split the batch across threads, so the weights
@@ -51,29 +54,46 @@ class TrainingJob:
     model_params: dict[str, Any]
     recipe: str
     recipe_params: dict[str, Any]
-    data: dict[str, Any]  # identifies the training data (dataset name, splits)
+    # identifies the training data: dataset name, splits and, under "content", the
+    # fingerprint of the files read (in the key, not in the seeds: see seed_key)
+    data: dict[str, Any]
     seed: int
     # (mean, std) replacing the dataset's inside the model; in the key only when set, so
     # models without an override keep their checkpoints
     normalization: Normalization | None = None
 
-    def key(self) -> str:
+    def _identity(self) -> dict[str, Any]:
         recipe = RECIPES.get(self.recipe)
         full_params = recipe.params_model.model_validate(self.recipe_params).model_dump()
         override = {} if self.normalization is None else {"normalization": self.normalization}
-        return stable_hash(
-            {
-                **override,
-                "model": self.model_key,
-                "model_params": self.model_params,
-                "recipe": self.recipe,
-                "recipe_version": recipe.extras["version"],
-                "recipe_params": full_params,
-                "data": self.data,
-                "seed": self.seed,
-                "cpu_threads": TRAINING_CPU_THREADS,
-            }
-        )
+        return {
+            **override,
+            "model": self.model_key,
+            "model_params": self.model_params,
+            "recipe": self.recipe,
+            "recipe_version": recipe.extras["version"],
+            "recipe_params": full_params,
+            "data": {k: v for k, v in self.data.items() if k != "content"},
+            "seed": self.seed,
+            "cpu_threads": TRAINING_CPU_THREADS,
+        }
+
+    def key(self) -> str:
+        """The checkpoint's cache key: :meth:`seed_key`'s identity plus the code versions of
+        the builder and the recipe (SHA-256 of their source files) and the data fingerprint."""
+        versions = {
+            "model_code": model_code_version(self.model_key),
+            "recipe_code": recipe_code_version(self.recipe),
+            "data_content": self.data.get("content"),
+        }
+        return stable_hash({**self._identity(), "versions": versions})
+
+    def seed_key(self) -> str:
+        """What the initialization and training seeds derive from: the key without code
+        versions and data fingerprints (the checkpoint key before they existed), so that an
+        edit that changes no number (a comment, a moved folder) retrains the same weights,
+        and one that does shows its effect rather than new random draws."""
+        return stable_hash(self._identity())
 
 
 def checkpoint_path(job: TrainingJob, checkpoint_dir: Path) -> Path:
@@ -110,7 +130,7 @@ def _train_or_load_locked(
 ) -> tuple[NormalizedModel, Path]:
     checkpoint_dir = checkpoint.parent
     meta_path = checkpoint.with_suffix(".json")
-    torch.manual_seed(derive_seed(job.seed, key, "init"))
+    torch.manual_seed(derive_seed(job.seed, job.seed_key(), "init"))
     model = build_model(
         job.model_key, job.model_params, train.info, normalization=job.normalization
     )
@@ -123,7 +143,7 @@ def _train_or_load_locked(
     params = recipe.params_model.model_validate(job.recipe_params)
     ctx = TrainContext(
         device=device,
-        seed=derive_seed(job.seed, key, "train"),
+        seed=derive_seed(job.seed, job.seed_key(), "train"),
         state_path=checkpoint_dir / f"{job.model_key}-{key}.state.pt",
         progress=progress,
         name=f"train {job.model_key}",

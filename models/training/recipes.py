@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from benchmark.datasets.base import ArrayDataset
+from benchmark.fingerprints import source_digest
 from benchmark.registry import Entry, Registry, StrictParams
 
 if TYPE_CHECKING:
@@ -43,13 +44,23 @@ RECIPES: Registry[Recipe] = Registry("training recipe")
 def register_recipe(
     key: str, description: str, params: type[StrictParams], version: str = "1"
 ) -> Callable[[Recipe], Recipe]:
-    """Register a recipe; bump ``version`` when a change alters the weights it produces."""
+    """Register a recipe. The SHA-256 of the file defining ``fn`` is read now and enters
+    the checkpoint key (:func:`recipe_code_version`): editing that file retrains. Bump
+    ``version`` when a change elsewhere (the shared loop, a helper module) alters the weights
+    the recipe produces."""
 
     def decorator(fn: Recipe) -> Recipe:
-        RECIPES.add(Entry(key, fn, description, params, {"version": version}))
+        extras = {"version": version, "code": source_digest(fn)}
+        RECIPES.add(Entry(key, fn, description, params, extras))
         return fn
 
     return decorator
 
 
-__all__ = ["RECIPES", "ArrayDataset", "TrainContext", "register_recipe"]
+def recipe_code_version(key: str) -> str:
+    """SHA-256 of the source file defining recipe ``key``, as imported by this process."""
+    entry = RECIPES.get(key)
+    return entry.extras.get("code") or source_digest(entry.obj)
+
+
+__all__ = ["RECIPES", "ArrayDataset", "TrainContext", "recipe_code_version", "register_recipe"]
