@@ -41,6 +41,7 @@ def report_run(tmp_path_factory):
         {"type": "clean", "params": {"bootstrap": 50}},
         {"type": "test_report_bn_leak"},  # raises state_changed on every row
         {"type": "eps_sweep", "params": {"eps": [0.05, 0.1, 0.2], "attack": {"type": "fgsm"}}},
+        {"type": "ood_detection", "name": "ood", "params": {"dataset": "digits", "split": "val"}},
     ]
     path = tmp / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
@@ -61,6 +62,9 @@ def test_report_is_written_self_contained_with_flags_explained(report_run):
     assert "state_changed" in html and "BatchNorm statistics changed" in html
     captions = re.findall(r"<figcaption>([^<]+)</figcaption>", html)
     assert "clean: reliability diagram" in captions
+    # figures an evaluation declares (report_figures) replace the reliability diagram
+    assert captions.count("ood: entropy in vs out of distribution") == len(summary.leaderboard)
+    assert "ood: reliability diagram" not in captions
     assert "fgsm_sweep_linf: robust accuracy vs eps" in captions  # the suite-wide plot
     assert captions.count("robust accuracy vs eps") == len(summary.leaderboard)  # per model
     for model in summary.leaderboard["model"]:

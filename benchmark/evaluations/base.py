@@ -80,6 +80,9 @@ class Evaluation(ABC):
     # the ``<evaluation name>_`` prefix). Undeclared metrics still work but get direction
     # "none": no best-first sort, no "better" in ``compare``.
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    # Figures the evaluation stores as result artifacts, shown per model in the HTML report
+    # (artifact file name -> caption) in place of the reliability diagram drawn from records.
+    report_figures: ClassVar[dict[str, str]] = {}
 
     # The parameter model: a nested ``class Params(StrictParams)`` or ``Params = SomeParams``.
     # Subclasses that read ``self.params`` also declare ``params: Params`` for the checker.

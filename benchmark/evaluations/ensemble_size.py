@@ -65,6 +65,7 @@ class EnsembleSizeEvaluation(SuiteFigures):
     version: ClassVar[str] = "1"
     Params = EnsembleSizeParams
     params: EnsembleSizeParams
+    report_figures: ClassVar[dict[str, str]] = {"curve.png": "metrics vs ensemble size"}
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("n{size}_acc_pct", "%", "higher", "top-1 accuracy with N passes averaged"),
         MetricSpec("n{size}_nll", "nats", "lower", "NLL with N passes averaged"),

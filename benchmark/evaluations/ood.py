@@ -114,6 +114,7 @@ class OODDetection(Evaluation):
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"root", "download"})
     Params = OODParams
     params: OODParams
+    report_figures: ClassVar[dict[str, str]] = {"entropy.png": "entropy in vs out of distribution"}
     metrics: ClassVar[tuple[MetricSpec, ...]] = _metric_specs()
 
     @classmethod

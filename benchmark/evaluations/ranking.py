@@ -239,6 +239,7 @@ class RobustnessRanking(CrossModel, SuiteFigures):
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"replica_groups"})
     Params = RankingParams
     params: RankingParams
+    report_figures: ClassVar[dict[str, str]] = {"bins.png": "robustness bins"}
     # A larger minimal perturbation is a more robust model; an example with no verified
     # adversarial (distance +inf) is an attack failure, so ``not_found_pct`` is a diagnostic
     # that should be 0. The replica variances (``postprocess_leaderboard``) measure how much

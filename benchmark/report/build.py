@@ -137,9 +137,12 @@ def model_sections(
             if not cache.has(job.key):
                 continue
             folder = cache.path(job.key)
-            if (folder / "bins.png").is_file():
-                uri = "data:image/png;base64," + _b64(folder / "bins.png")
-                section.figures.append(Figure(f"{job.evaluation_name}: robustness bins", uri))
+            declared = job.evaluation.resolved.cls.report_figures  # the evaluation's word
+            if declared:
+                for artifact, caption in declared.items():
+                    if (folder / artifact).is_file():
+                        uri = "data:image/png;base64," + _b64(folder / artifact)
+                        section.figures.append(Figure(f"{job.evaluation_name}: {caption}", uri))
                 continue
             records = cache.load_records(job.key)
             if "prob_0" in records.columns and "corruption" not in records.columns:
