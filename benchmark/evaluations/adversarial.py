@@ -136,7 +136,7 @@ def worst_case(
     first: a shard starting at a multiple of ``bs`` reproduces the unsharded run exactly.
     """
     randomized = ctx.randomized
-    passes = params.n_samples if randomized else 1
+    passes = ctx.passes(params.n_samples)
     bs = params.batch_size or ctx.batch_size
     y_all = data.y
     if start is None:

@@ -49,6 +49,11 @@ class EvalContext:
         randomized = bool(getattr(model, "randomized", False))
         return cls(device, batch_size, seed, progress, randomized)
 
+    def passes(self, n_samples: int) -> int:
+        """Prediction passes to average: ``n_samples`` for a randomized model, one for a
+        deterministic one (more passes would repeat the same output)."""
+        return n_samples if self.randomized else 1
+
 
 @dataclass
 class EvaluationResult:

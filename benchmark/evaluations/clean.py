@@ -45,7 +45,7 @@ class CleanEvaluation(SuiteFigures):
     params: Params
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
-        n_samples = self.params.n_samples if ctx.randomized else 1
+        n_samples = ctx.passes(self.params.n_samples)
         probs = predict_probs(
             model,
             data.x,

@@ -75,7 +75,7 @@ class ConsistencyEvaluation(Evaluation):
             flat,
             batch_size=ctx.batch_size,
             device=ctx.device,
-            n_samples=p.n_samples if ctx.randomized else 1,
+            n_samples=ctx.passes(p.n_samples),
             progress=ctx.progress,
             desc=f"consistency ({p.perturbation})",
         ).reshape(p.frames, len(data), -1)

@@ -176,7 +176,7 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params
-        n_samples = p.n_samples if ctx.randomized else 1
+        n_samples = ctx.passes(p.n_samples)
 
         def evaluate(dataset: ArrayDataset, corruption: str, severity: int):
             probs = predict_probs(

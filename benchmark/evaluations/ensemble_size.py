@@ -75,7 +75,7 @@ class EnsembleSizeEvaluation(SuiteFigures):
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params
         data = data.subset(p.n_examples, seed=0)
-        sizes = tuple(p.sizes) if ctx.randomized else (1,)
+        sizes = tuple(sorted({ctx.passes(n) for n in p.sizes}))  # deterministic: one pass
         by_size = predict_probs_by_size(
             model,
             data.x,
@@ -88,7 +88,7 @@ class EnsembleSizeEvaluation(SuiteFigures):
         labels = data.y.numpy()
         rows = []
         for n in p.sizes:
-            probs = by_size[n if ctx.randomized else 1]
+            probs = by_size[ctx.passes(n)]
             rows.append({"size": n, **curve_point(probs, labels, p.n_bins)})
         curve = pd.DataFrame(rows)
         metrics = {

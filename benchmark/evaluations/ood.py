@@ -139,7 +139,7 @@ class OODDetection(Evaluation):
         p = self.params
         inside = data.subset(p.n_in_examples, seed=0)
         outside = self.ood_data(data.info)
-        passes = p.n_samples if ctx.randomized else 1
+        passes = ctx.passes(p.n_samples)
         probs = {
             kind: predict_probs(
                 model,
