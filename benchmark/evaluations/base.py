@@ -8,8 +8,8 @@ and metrics on any subset possible later, so every evaluation must produce them.
 Bump ``version`` whenever a change alters the numbers an evaluation produces: it is part of
 the cache key, so stale results are recomputed instead of reused.
 
-Declare every metric an evaluation emits -- and every column its ``postprocess_leaderboard``
-adds -- in ``metrics`` (:class:`~benchmark.metrics.specs.MetricSpec`: unit and which way is
+Declare every metric an evaluation emits -- and every metric its ``cross_model_metrics``
+returns -- in ``metrics`` (:class:`~benchmark.metrics.specs.MetricSpec`: unit and which way is
 better): sorting and "which model is better" read these declarations, never column names.
 """
 
@@ -81,7 +81,7 @@ class Evaluation(ABC):
     # Parameters that cannot change the numbers of a job (e.g. the reference model of a
     # leaderboard-level score, a cache location): left out of the job's cache key.
     key_excluded_params: ClassVar[frozenset[str]] = frozenset()
-    # Every metric key ``run`` emits and every column ``postprocess_leaderboard`` adds (without
+    # Every metric key ``run`` emits and every metric ``cross_model_metrics`` returns (without
     # the ``<evaluation name>_`` prefix). Undeclared metrics still work but get direction
     # "none": no best-first sort, no "better" in ``compare``.
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()

@@ -3,7 +3,7 @@
 An evaluation derives from the capabilities it has, e.g.
 ``class PGD(Shardable, Adversarial, SuiteFigures)``; the runner, the loader and the trust
 checks ask ``issubclass(cls, Shardable)`` and so on. Why not flags and default methods on the
-base class: a default ``postprocess_leaderboard`` that does nothing, a ``shardable = False``
+base class: a default ``cross_model_metrics`` that does nothing, a ``shardable = False``
 beside a ``run_shard`` that raises, made every evaluation carry every hook (fourteen members)
 and let a flag and its methods disagree. A capability is its methods, and nothing else.
 """
@@ -50,18 +50,23 @@ class CrossModel(Evaluation):
 
     @classmethod
     @abstractmethod
-    def postprocess_leaderboard(
+    def cross_model_metrics(
         cls,
-        frame: pd.DataFrame,
         name: str,
         params: StrictParams,
         results: dict[str, dict[str, Any]],
         records: Callable[[str], pd.DataFrame],
-    ) -> pd.DataFrame:
-        """Add the cross-model columns (declared in ``metrics`` like any other). Called once
-        per evaluation after the leaderboard rows are built; ``name`` is the column prefix,
-        ``results`` maps each row name to that model's cached result summary (``metrics``
-        and ``extras``) and ``records(row)`` loads that row's per-example records."""
+    ) -> dict[str, dict[str, float]]:
+        """The cross-model metrics of each model row: ``{row: {metric: value}}``, metric keys
+        as declared in ``metrics`` (without the ``<name>_`` prefix). Called once per
+        evaluation after its jobs ran; ``results`` maps each row name to that model's cached
+        result summary (``metrics`` and ``extras``) and ``records(row)`` loads that row's
+        per-example records.
+
+        Why values and not a frame to edit: the runner owns the leaderboard. It checks each
+        returned row is one of this evaluation's rows and each metric is declared, and puts
+        the values in their columns; an evaluation cannot overwrite another's columns or
+        match rows by name wrongly."""
 
 
 class SuiteFigures(Evaluation):

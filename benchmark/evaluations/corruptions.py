@@ -108,7 +108,7 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
     Params = CorruptionParams
     params: CorruptionParams
     # ``mean_<metric>`` over corruption x severity cells, then the reference-model scores of
-    # ``postprocess_leaderboard`` (the reference row reads 100; lower is more robust).
+    # ``cross_model_metrics`` (the reference row reads 100; lower is more robust).
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         *(
             spec.renamed(f"mean_{spec.name}", f"{spec.description}, mean over corruptions")
@@ -225,18 +225,17 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
         return [f"params.reference_model: no model row '{reference}' in this suite"]
 
     @classmethod
-    def postprocess_leaderboard(
+    def cross_model_metrics(
         cls,
-        frame: pd.DataFrame,
         name: str,
         params: StrictParams,
         results: dict[str, dict[str, Any]],
         records: Callable[[str], pd.DataFrame],
-    ) -> pd.DataFrame:
+    ) -> dict[str, dict[str, float]]:
         """mCE, mCNLL, mCECE and relative mCE (percent) against ``reference_model``."""
         reference = params.reference_model  # type: ignore[attr-defined]
         if reference is None or not results:
-            return frame
+            return {}
         if reference not in results:
             raise BenchmarkError(
                 f"evaluation '{name}': params.reference_model: no model row '{reference}' in "
@@ -244,7 +243,7 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
             )
         ref = results[reference]["extras"]
         over = params.mce_over  # type: ignore[attr-defined]
-        frame = frame.copy()
+        per_row: dict[str, dict[str, float]] = {}
         for model, result in results.items():
             extras = result["extras"]
             scores = relative_scores(
@@ -254,6 +253,5 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
                 ref["clean"],
                 corruptions=scored_corruptions(over, extras["per_corruption"]),
             )
-            for key in SCORE_COLUMNS:
-                frame.loc[frame["model"] == model, f"{name}_{key}"] = scores[key]
-        return frame
+            per_row[model] = {key: scores[key] for key in SCORE_COLUMNS}
+        return per_row

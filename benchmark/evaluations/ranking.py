@@ -242,7 +242,7 @@ class RobustnessRanking(CrossModel, SuiteFigures):
     report_figures: ClassVar[dict[str, str]] = {"bins.png": "robustness bins"}
     # A larger minimal perturbation is a more robust model; an example with no verified
     # adversarial (distance +inf) is an attack failure, so ``not_found_pct`` is a diagnostic
-    # that should be 0. The replica variances (``postprocess_leaderboard``) measure how much
+    # that should be 0. The replica variances (``cross_model_metrics``) measure how much
     # independent runs disagree on the true-class probability: lower is more stable.
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("median_dist", "L2 distance", "higher", "median minimal L2 perturbation"),
@@ -324,23 +324,24 @@ class RobustnessRanking(CrossModel, SuiteFigures):
         return tables
 
     @classmethod
-    def postprocess_leaderboard(
+    def cross_model_metrics(
         cls,
-        frame: pd.DataFrame,
         name: str,
         params: StrictParams,
         results: dict[str, dict],
         records: Callable[[str], pd.DataFrame],
-    ) -> pd.DataFrame:
-        """Variance across replicas in the least and the most robust bin, per member row."""
+    ) -> dict[str, dict[str, float]]:
+        """Variance across replicas in the least and the most robust bin, per member row
+        (a row in several groups keeps the last group's numbers)."""
         p: RankingParams = params  # type: ignore[assignment]
-        frame = frame.copy()
+        per_row: dict[str, dict[str, float]] = {}
         for table in cls._variance_tables(name, p, records, list(results)):
             for member, part in table.groupby("model", sort=False):
-                where = frame["model"] == member
-                frame.loc[where, f"{name}_var_least_robust_bin"] = part["variance"].iloc[0]
-                frame.loc[where, f"{name}_var_most_robust_bin"] = part["variance"].iloc[-1]
-        return frame
+                per_row[str(member)] = {
+                    "var_least_robust_bin": float(part["variance"].iloc[0]),
+                    "var_most_robust_bin": float(part["variance"].iloc[-1]),
+                }
+        return per_row
 
     @classmethod
     def suite_plots(

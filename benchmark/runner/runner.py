@@ -220,18 +220,15 @@ def collect(
         resolved = spec.resolved
         name, params, owner = resolved.name, resolved.params, resolved.cls
         keys = {j.row_name: j.key for j in jobs if j.evaluation is spec}
-        before = set(frame.columns)
 
         def records(row: str, keys: dict[str, str] = keys) -> pd.DataFrame:
             return cache.load_records(keys[row])
 
         if issubclass(owner, CrossModel):
-            frame = owner.postprocess_leaderboard(
-                frame, name, params, results.get(name, {}), records
-            )
-        for column in (c for c in frame.columns if c not in before):
-            metric = str(column).removeprefix(f"{name}_")
-            columns[column] = owner.metric_spec(metric) or undeclared(metric)
+            per_row = owner.cross_model_metrics(name, params, results.get(name, {}), records)
+            frame = add_cross_model_columns(frame, name, per_row, rows=set(keys))
+            for metric in dict.fromkeys(m for values in per_row.values() for m in values):
+                columns[f"{name}_{metric}"] = owner.metric_spec(metric) or undeclared(metric)
         views.append(
             EvaluationView(
                 name=name,
@@ -254,6 +251,34 @@ def collect(
         if column not in columns and (found := leaderboard_column_spec(str(column))):
             columns[column] = found
     return frame, findings, inputs, columns
+
+
+def add_cross_model_columns(
+    frame: pd.DataFrame, name: str, per_row: dict[str, dict[str, float]], rows: set[str]
+) -> pd.DataFrame:
+    """``frame`` with one ``<name>_<metric>`` column per metric of ``per_row`` (what
+    :meth:`CrossModel.cross_model_metrics` returned), NaN for rows it has no value for.
+
+    The runner, not the evaluation, writes the leaderboard: a row that is not one of this
+    evaluation's model rows, or a metric that would overwrite a column already there, is a
+    bug in the evaluation and fails loudly instead of silently landing in the wrong place."""
+    stray = sorted(set(per_row) - rows)
+    if stray:
+        raise BenchmarkError(
+            f"evaluation '{name}': cross_model_metrics returned values for "
+            f"{', '.join(map(repr, stray))}, which are not its model rows"
+        )
+    frame = frame.copy()
+    for metric in dict.fromkeys(m for values in per_row.values() for m in values):
+        column = f"{name}_{metric}"
+        if column in frame.columns:
+            raise BenchmarkError(
+                f"evaluation '{name}': cross_model_metrics metric '{metric}' would overwrite "
+                f"the leaderboard column '{column}'"
+            )
+        values = {row: float(v[metric]) for row, v in per_row.items() if metric in v}
+        frame[column] = frame["model"].map(values).astype("float64")
+    return frame
 
 
 def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:
