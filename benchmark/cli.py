@@ -7,6 +7,7 @@ tracebacks are reserved for bugs in the harness itself.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -299,6 +300,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if not 0 < args.alpha < 1:
         raise BenchmarkError(f"--alpha: must be between 0 and 1 (got {args.alpha})")
+    if args.bootstrap < 1:  # 0 or fewer resamples would silently drop the ECE/AUROC rows
+        raise BenchmarkError(f"--bootstrap: must be at least 1 (got {args.bootstrap})")
     run = open_run(args.source)
     comparison = compare_models(
         run, args.model_a, args.model_b, alpha=args.alpha, n_resamples=args.bootstrap
@@ -341,6 +344,10 @@ COMMANDS = {
 }
 
 
+# errnos of a full disk, exceeded quota, read-only file system and missing permission
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
@@ -364,6 +371,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (stop the flush-at-exit error)
         return 0
+    except OSError as exc:
+        # A full disk or a read-only folder is the machine's state, not a harness bug: one
+        # line naming the path, also where a write was not wrapped in a WriteError.
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return BenchmarkError.exit_code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

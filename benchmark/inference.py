@@ -6,12 +6,39 @@ calibration step) can predict without importing the attack and evaluation stack.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from benchmark.errors import BenchmarkError
+
+# The reduced precisions a suite may ask for (``benchmark.suite.schema.Autocast``: the suite's
+# ``autocast`` for prediction passes, a model's ``training.autocast`` for its training loop);
+# None everywhere means float32.
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(name: str | None, device: torch.device, what: str) -> torch.dtype | None:
+    """The dtype of the autocast setting ``name`` (None: float32) on ``device``, or a
+    one-line error naming ``what`` (the suite field) when this device cannot run it."""
+    if name is None:
+        return None
+    if name not in AUTOCAST_DTYPES:
+        raise BenchmarkError(f"{what}: expected one of {sorted(AUTOCAST_DTYPES)}, got {name!r}")
+    if not torch.amp.is_autocast_available(device.type):
+        raise BenchmarkError(f"{what}: {name}: torch has no autocast for {device.type} devices")
+    if device.type == "cuda" and name == "bf16" and not torch.cuda.is_bf16_supported():
+        raise BenchmarkError(f"{what}: bf16: this CUDA device has no bfloat16 support; use fp16")
+    return AUTOCAST_DTYPES[name]
+
+
+def precision(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[None]:
+    """Run the block under ``torch.autocast`` to ``dtype`` on ``device``'s type, or with
+    autocast explicitly off (float32, whatever autocast a caller has enabled) when None."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def check_finite(logits: torch.Tensor, desc: str) -> None:
@@ -36,6 +63,7 @@ def predict_probs(
     n_samples: int = 1,
     progress: bool = False,
     desc: str = "predict",
+    autocast: torch.dtype | None = None,
 ) -> np.ndarray:
     """Softmax probabilities (float64, N x K); averaged over ``n_samples`` passes for
     randomized models (the mean-softmax prediction of MC dropout and ensembles). Every
@@ -46,6 +74,11 @@ def predict_probs(
     is kept for the rest: a suite's ``batch_size`` then only has to be an upper bound. (Only
     here: attacks run on fixed blocks of ``batch_size`` examples, which also fix their random
     draws and shard boundaries, so they must not change size mid-run.)
+
+    ``autocast`` (bfloat16/float16): the passes run under ``torch.autocast`` to that dtype
+    and the logits are cast to float64 before the softmax. None (the default) is float32,
+    with autocast explicitly off: a caller's autocast never reaches a prediction it did not
+    ask for (attacks score their adversarial examples through here).
     """
     by_size = predict_probs_by_size(
         model,
@@ -55,6 +88,7 @@ def predict_probs(
         device=device,
         progress=progress,
         desc=desc,
+        autocast=autocast,
     )
     return by_size[n_samples]
 
@@ -69,6 +103,7 @@ def predict_probs_by_size(
     device: torch.device,
     progress: bool = False,
     desc: str = "predict",
+    autocast: torch.dtype | None = None,
 ) -> dict[int, np.ndarray]:
     """The mean-softmax prediction of the first n passes, for every n in ``sizes``, from
     ``max(sizes)`` passes in all (running sums: a sweep over the ensemble size of MC dropout
@@ -76,6 +111,7 @@ def predict_probs_by_size(
     if not sizes or min(sizes) < 1:
         raise ValueError(f"sizes must be positive pass counts, got {sizes}")
     wanted, most = sorted(set(sizes)), max(sizes)
+    where = desc if autocast is None else f"{desc} (under {autocast} autocast)"
     chunks: dict[int, list[np.ndarray]] = {n: [] for n in wanted}
     bar = tqdm(total=len(x), desc=desc, unit="img", disable=not progress, leave=False)
     start, size = 0, batch_size
@@ -84,8 +120,9 @@ def predict_probs_by_size(
         try:
             probs, means = None, {}
             for done in range(1, most + 1):
-                logits = model(batch)
-                check_finite(logits, desc)
+                with precision(device, autocast):
+                    logits = model(batch)
+                check_finite(logits, where)
                 p = torch.softmax(logits.double(), dim=1)
                 probs = p if probs is None else probs + p
                 if done in chunks:

@@ -31,20 +31,59 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 @contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Run the block that writes ``path``; an :class:`OSError` it raises (disk full,
+    read-only file system, no permission) becomes a one-line :class:`WriteError` naming
+    ``path`` instead of a traceback."""
+    from benchmark.errors import WriteError
+
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(path, exc) from None
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush ``path`` (a file or a directory) to disk: a rename is atomic but, after a power
+    loss, may survive while the renamed file's contents did not (or vanish itself, unless its
+    directory is flushed too)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it over ``target`` only on success.
 
     A process killed mid-write leaves at most a stray temporary file, never a half-written
-    ``target``: rename within one directory is atomic on POSIX.
+    ``target``: rename within one directory is atomic on POSIX. The file is fsynced before
+    the rename and its directory after, so a power loss cannot leave ``target`` renamed but
+    empty. Failing to write (disk full, read-only) raises a one-line :class:`WriteError`
+    naming ``target``.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs follow the umask
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, target)
+        with writing(target):
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; follow the umask
+            yield Path(tmp)
+            fsync_path(tmp)
+            os.replace(tmp, target)
+            fsync_path(target.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -88,3 +88,95 @@ def test_entries_written_before_checksums_are_still_served(finished):
     again = run_suite(suite, progress=False, log=quiet, write=False)
     assert again.executed == [] and again.reused == [job.label]
     pd.testing.assert_frame_equal(again.leaderboard, board, check_exact=True)
+
+
+# ----- the checkpoint cache (trained models) -------------------------------------------------
+
+
+def _tiny_training_job():
+    from models.training import TrainingJob
+
+    params = {"epochs": 1, "batch_size": 256, "optimizer": "adam", "augment": "none"}
+    return TrainingJob("small_cnn", {"width": 0.25}, "standard", params, {"dataset": "digits"}, 0)
+
+
+def _train(folder):
+    import torch
+
+    from benchmark.datasets import load_dataset
+    from models.training import train_or_load
+
+    train = load_dataset("digits", "train")
+    return train_or_load(_tiny_training_job(), train, None, folder, torch.device("cpu"), False)
+
+
+@pytest.fixture(scope="module")
+def trained_entry(tmp_path_factory):
+    """A pristine checkpoint cache folder holding one trained model, and its SHA-256."""
+    from benchmark.utils import file_sha256
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    _, checkpoint = _train(folder)
+    return folder, checkpoint.name, file_sha256(checkpoint)
+
+
+def _meta(path):
+    return path.with_suffix(".json")
+
+
+CHECKPOINT_DAMAGE = {
+    "record empty": lambda ck: _meta(ck).write_text(""),
+    "record truncated": lambda ck: _truncate(_meta(ck)),
+    "record wrong type": lambda ck: _meta(ck).write_text("[1, 2]"),
+    "record without hash": lambda ck: _meta(ck).write_text('{"key": "x"}'),
+    "record deleted": lambda ck: _meta(ck).unlink(),
+    "checkpoint empty": lambda ck: ck.write_bytes(b""),
+    "checkpoint truncated": _truncate,
+    "checkpoint bit flipped": _flip,
+    "checkpoint deleted": lambda ck: ck.unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(CHECKPOINT_DAMAGE))
+def test_damaged_checkpoint_entry_is_reported_and_retrained(
+    trained_entry, tmp_path, damage, caplog
+):
+    import shutil
+
+    from benchmark.utils import file_sha256
+
+    pristine, name, sha = trained_entry
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(pristine, folder)
+    CHECKPOINT_DAMAGE[damage](folder / name)
+    with caplog.at_level(logging.WARNING, logger="models.training.engine"):
+        _, checkpoint = _train(folder)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert name in warnings[0] and "retraining" in warnings[0]
+    # retrained (identically: training is deterministic) and recorded again
+    assert checkpoint.name == name and file_sha256(checkpoint) == sha
+    assert json.loads(_meta(checkpoint).read_text())["sha256"] == sha
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="models.training.engine"):
+        _train(folder)  # now served from the cache, silently
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04 truncated zip"])
+def test_unreadable_resume_state_restarts_training_in_one_line(
+    trained_entry, tmp_path, content, caplog
+):
+    from benchmark.utils import file_sha256
+
+    _, name, sha = trained_entry
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    state = folder / name.replace(".pt", ".state.pt")  # what an interrupted training left
+    state.write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="models.training.engine"):
+        _, checkpoint = _train(folder)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "\n" not in warnings[0], warnings
+    assert "resume state" in warnings[0] and "training from the start" in warnings[0]
+    assert file_sha256(checkpoint) == sha and not state.exists()

@@ -136,6 +136,15 @@ def test_compare_reports_bad_input_in_one_line(quickstart_like_run, tmp_path, ca
     assert "no run manifest" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("count", ["-5", "0"])
+def test_compare_refuses_a_bootstrap_count_below_one(tmp_path, capsys, count):
+    """Zero or negative resamples used to drop the ECE/AUROC rows without a word; refused
+    before any run is read."""
+    assert main(["compare", str(tmp_path / "missing"), "a", "b", "--bootstrap", count]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --bootstrap: must be at least 1 (got {count})"]
+
+
 @pytest.mark.slow
 def test_compare_on_the_quickstart_models(tmp_path, capsys):
     """The real quickstart suite (about 1.5 min on 2 idle cores): small_cnn vs resnet20_w0.5."""

@@ -113,6 +113,10 @@ EVALUATION_PARAMS: dict[str, dict[str, Any]] = {
     },
     "sanity": {"n_examples": 16, "unbounded_steps": 5},
     "test_metric_specs_plugin": {},  # tests/test_metric_specs.py's plugin
+    # tests/test_cross_model.py's plugins (their run is ordinary; their cross-model step is not)
+    "test_cross_model_share": {},
+    "test_cross_model_stray": {},
+    "test_cross_model_clobber": {},
 }
 
 # Deliberately broken test doubles registered by other test modules: they exist to show that

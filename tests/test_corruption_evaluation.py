@@ -246,11 +246,13 @@ def test_params_are_validated(write_suite, tmp_path):
 
 def test_severity_plots(tmp_path):
     from benchmark.plots.severity import plot_severity_curves, severity_curve
+    from benchmark.results import CorruptionSummary
 
     def summary(shift):
         per = {c: {str(s): {"acc_pct": 90 - 10 * s - shift, "ece_pct": 2 * s} for s in (1, 3)}
                for c in ("fog", "snow")}  # fmt: skip
-        return {"extras": {"per_corruption": per, "clean": {"acc_pct": 95, "ece_pct": 1}}}
+        clean = {"acc_pct": 95, "ece_pct": 1}
+        return CorruptionSummary({}, {"per_corruption": per, "clean": clean})
 
     results = {"a": summary(0), "b": summary(5)}
     assert severity_curve(results["b"], "acc_pct") == ([0, 1, 3], [95, 75, 55])

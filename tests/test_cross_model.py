@@ -37,9 +37,9 @@ class _WeightsEvaluation(CrossModel):
 class _Share(_WeightsEvaluation):
     @classmethod
     def cross_model_metrics(cls, name, params, results, records):
-        total = sum(r["metrics"]["weights"] for r in results.values())
+        total = sum(r.metrics["weights"] for r in results.values())
         first = next(iter(results))  # only the first row gets a value: the others read NaN
-        return {first: {"share_pct": 100 * results[first]["metrics"]["weights"] / total}}
+        return {first: {"share_pct": 100 * results[first].metrics["weights"] / total}}
 
 
 @register_evaluation("test_cross_model_stray", "returns a value for a row that is not its own")

@@ -50,6 +50,40 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path):
             {"type": "pgd", "params": {"eps": 0.1, "eot_samples": 10**9}},
             "eot_samples",
         ),
+        (
+            ("evaluations", 0),
+            {
+                "type": "torchattacks",
+                "params": {"eps": 0.1, "attack": "PGD", "kwargs": {"steps": 10**9}},
+            },
+            "kwargs.steps",
+        ),
+        (
+            ("evaluations", 0),
+            {
+                "type": "torchattacks",
+                "params": {"eps": 0.1, "attack": "EOTPGD", "kwargs": {"eot_iter": 0}},
+            },
+            "kwargs.eot_iter",
+        ),
+        (
+            ("models", 0),
+            {
+                "name": "trained",
+                "model": "small_cnn",
+                "training": {"recipe": "standard", "params": {"epochs": 10**9}},
+            },
+            "epochs",
+        ),
+        (
+            ("models", 0),
+            {
+                "name": "trained",
+                "model": "small_cnn",
+                "training": {"recipe": "pgd_at", "params": {"epochs": 10**6}},
+            },
+            "epochs",
+        ),
     ],
 )
 def test_huge_or_infinite_numbers_fail_in_one_line(tmp_path, write_suite, where, value, expected):

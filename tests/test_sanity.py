@@ -110,3 +110,54 @@ def test_state_change_during_evaluation_is_flagged_and_undone(tmp_path, write_su
     # the leaking job's damage was undone: the next job sees the original weights
     assert board["clean_acc_pct"].tolist() == reference.leaderboard["clean_acc_pct"].tolist()
     assert (reference.leaderboard["flags"] == "").all()
+
+
+DRIFTING_PLUGIN = """
+import torch
+from torch import nn
+from models import register_model
+
+
+class Drifts(nn.Module):
+    def __init__(self, num_classes, in_channels):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, num_classes, 3)
+
+    def forward(self, x):
+        with torch.no_grad():
+            self.conv.weight.mul_(1.5)  # every forward moves a weight, in place
+        return self.conv(x).amax((2, 3))
+
+
+@register_model("test_drifting_forward", "forward scales its own weights")
+def drifting(num_classes, in_channels):
+    return Drifts(num_classes, in_channels)
+"""
+
+
+def test_a_forward_that_changes_weights_in_place_is_flagged_and_undone(tmp_path, write_suite):
+    from benchmark.runner import ResultCache, expand_jobs, run_suite
+    from benchmark.suite import load_suite
+    from tests.conftest import tiny_suite
+
+    plugin = tmp_path / "drifting_plugin.py"
+    plugin.write_text(DRIFTING_PLUGIN)
+    doc = tiny_suite(tmp_path, plugins=[str(plugin)])
+    doc["models"] = [
+        {"name": "drifts", "model": "test_drifting_forward", "random_init": True},
+        doc["models"][0],
+    ]
+    doc["evaluations"] = [
+        {"type": "clean", "params": {"bootstrap": 0}},
+        {"type": "clean", "name": "again", "params": {"bootstrap": 0, "n_bins": 10}},
+    ]
+    suite = load_suite(write_suite(doc))
+    board = run_suite(suite, progress=False, log=lambda _m: None).leaderboard.set_index("model")
+    assert board.loc["drifts", "flags"] == "state_changed"
+    assert board.loc["cnn", "flags"] == ""
+    cache = ResultCache(suite.cache_root)
+    for job in (j for j in expand_jobs(suite, "cpu") if j.row_name == "drifts"):
+        changed = cache.load_summary(job.key)["extras"]["state_changed"]
+        assert [name for name in changed if name.endswith("conv.weight")], changed
+    # restored after each job: the second evaluation starts from the same weights
+    assert board.loc["drifts", "clean_nll"] == board.loc["drifts", "again_nll"]

@@ -1,5 +1,6 @@
 """Signals: SIGTERM ends a run with one line and status 143, and no worker process of the
-``process`` executor outlives its driver -- not after SIGTERM, not after SIGKILL."""
+``process`` executor outlives its driver -- not after SIGTERM, not after SIGKILL -- nor any
+of the run's POSIX semaphores (``/dev/shm/sem.*``)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,38 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+SHM = Path("/dev/shm")
+
+
+def mapped_semaphores(pids: set[int]) -> set[int]:
+    """Inodes of the ``/dev/shm`` semaphores the processes ``pids`` have mapped (from
+    /proc/<pid>/maps). Inodes, not names: glibc maps a semaphore under a temporary name before
+    linking it as ``sem.<name>``, and the inodes single out this run's semaphores among those
+    of any other program on the machine."""
+    found = set()
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and fields[5].startswith(str(SHM / "sem.")):
+                found.add(int(fields[4]))
+    return found
+
+
+def linked_semaphores() -> dict[int, str]:
+    """inode -> name of every semaphore file in /dev/shm now."""
+    linked = {}
+    for entry in SHM.glob("sem.*"):
+        try:
+            linked[entry.stat().st_ino] = entry.name
+        except OSError:  # unlinked meanwhile
+            continue
+    return linked
+
+
 def wait_for(condition, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -76,6 +109,10 @@ def test_process_workers_do_not_outlive_the_driver(tmp_path, how):
     assert wait_for(lambda: len(finished(results)) >= 1 or proc.poll() is not None, 240)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     workers = children(proc.pid)
+    # the run's named semaphores (the pool's queues and locks) that exist as files now
+    semaphores = set()
+    if SHM.is_dir():
+        semaphores = mapped_semaphores({proc.pid, *workers}) & set(linked_semaphores())
     os.kill(proc.pid, how)
     _out, err = proc.communicate(timeout=60)
     if how == signal.SIGTERM:
@@ -83,3 +120,11 @@ def test_process_workers_do_not_outlive_the_driver(tmp_path, how):
     assert wait_for(lambda: not any(alive(p) for p in workers), 20), [
         p for p in workers if alive(p)
     ]
+    if not SHM.is_dir():
+        pytest.skip("no /dev/shm here: workers checked, semaphore files not")
+    assert semaphores, "found no semaphore file of the run to check"
+
+    def leaked() -> list[str]:
+        return [name for inode, name in linked_semaphores().items() if inode in semaphores]
+
+    assert wait_for(lambda: not leaked(), 20), f"left in {SHM}: {leaked()}"

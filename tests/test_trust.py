@@ -172,9 +172,11 @@ def test_check_runs_only_the_missing_sanity_jobs(tmp_path, write_suite, capsys):
 
 
 def _view(name: str, type_: str, params: dict, results: dict) -> EvaluationView:
+    """The view the runner builds, from stored payloads read as the family's summaries."""
     resolved = EvaluationSpec(type=type_, params=params).resolved
+    summaries = {row: resolved.cls.Summary.from_stored(r) for row, r in results.items()}
     return EvaluationView(
-        name, type_, resolved.params, resolved.attack_kind, resolved.adversarial, results
+        name, type_, resolved.params, resolved.attack_kind, resolved.adversarial, summaries
     )
 
 

@@ -134,6 +134,30 @@ def _torchattacks_class(name: str) -> type[Any]:
     return cls
 
 
+# Upper bounds on the torchattacks arguments that count iterations, as on the harness's own
+# attacks (PGD's steps and restarts, the evaluations' eot_samples): a typo such as 10**9
+# steps is refused in one line when the suite loads instead of running for months.
+TORCHATTACKS_COUNT_LIMITS = {
+    "steps": 100_000,
+    "max_iterations": 100_000,
+    "eot_iter": 10_000,
+    "n_restarts": 1000,
+    "restarts": 1000,
+    "n_queries": 1_000_000,
+}
+
+
+def _check_counts(kwargs: dict[str, Any]) -> None:
+    for name, limit in TORCHATTACKS_COUNT_LIMITS.items():
+        if name not in kwargs:
+            continue
+        value = kwargs[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ValueError(
+                f"kwargs.{name}: should be an integer from 1 to {limit} (got {value!r})"
+            )
+
+
 @register_attack(
     "torchattacks", "any torchattacks attack class by name, with its keyword arguments"
 )
@@ -152,6 +176,7 @@ class Torchattacks(Attack):
                 allowed = [n for n in signature.parameters if n not in ("self", "model")]
                 bad = sorted(unknown | ({"model"} & set(self.kwargs)))
                 raise ValueError(f"{self.attack} does not take {bad}; it takes {allowed}")
+            _check_counts(self.kwargs)
             return self
 
     params: Params

@@ -27,6 +27,7 @@ from torch import nn
 from benchmark.datasets.base import ArrayDataset
 from benchmark.metrics.specs import MetricSpec, find_spec
 from benchmark.registry import Entry, Registry, StrictParams
+from benchmark.results import ResultSummary
 
 
 @dataclass
@@ -39,15 +40,25 @@ class EvalContext:
     # with several passes, attack with EOT, never early-stop on one noisy pass. Set by the
     # runner from the model's declaration, so evaluations never probe the model for it.
     randomized: bool = False
+    # The dtype prediction passes autocast to (bfloat16/float16; None: float32), handed to
+    # predict_probs. The runner sets it from the suite's ``autocast`` for PredictionOnly
+    # evaluations only (benchmark.evaluations.capabilities); every other one gets None.
+    autocast: torch.dtype | None = None
 
     @classmethod
     def for_model(
-        cls, model: nn.Module, device: torch.device, batch_size: int, seed: int, progress: bool
+        cls,
+        model: nn.Module,
+        device: torch.device,
+        batch_size: int,
+        seed: int,
+        progress: bool,
+        autocast: torch.dtype | None = None,
     ) -> EvalContext:
         """The context for evaluating ``model``: ``randomized`` as the model declares it (its
         ``randomized`` attribute, set by the builders of stochastic models)."""
         randomized = bool(getattr(model, "randomized", False))
-        return cls(device, batch_size, seed, progress, randomized)
+        return cls(device, batch_size, seed, progress, randomized, autocast)
 
     def passes(self, n_samples: int) -> int:
         """Prediction passes to average: ``n_samples`` for a randomized model, one for a
@@ -88,6 +99,9 @@ class Evaluation(ABC):
     # Figures the evaluation stores as result artifacts, shown per model in the HTML report
     # (artifact file name -> caption) in place of the reliability diagram drawn from records.
     report_figures: ClassVar[dict[str, str]] = {}
+    # How readers after the run (trust checks, cross-model metrics, report) see a stored
+    # result of this evaluation: the summary class of its family (benchmark/results.py).
+    Summary: ClassVar[type[ResultSummary]] = ResultSummary
 
     # The parameter model: a nested ``class Params(StrictParams)`` or ``Params = SomeParams``.
     # Subclasses that read ``self.params`` also declare ``params: Params`` for the checker.

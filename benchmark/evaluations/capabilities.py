@@ -13,7 +13,6 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from torch import nn
@@ -21,6 +20,7 @@ from torch import nn
 from benchmark.datasets.base import ArrayDataset
 from benchmark.evaluations.base import EvalContext, Evaluation, EvaluationResult
 from benchmark.registry import StrictParams
+from benchmark.results import AdversarialSummary, ResultSummary
 
 
 class Shardable(Evaluation):
@@ -54,14 +54,14 @@ class CrossModel(Evaluation):
         cls,
         name: str,
         params: StrictParams,
-        results: dict[str, dict[str, Any]],
+        results: dict[str, ResultSummary],
         records: Callable[[str], pd.DataFrame],
     ) -> dict[str, dict[str, float]]:
         """The cross-model metrics of each model row: ``{row: {metric: value}}``, metric keys
         as declared in ``metrics`` (without the ``<name>_`` prefix). Called once per
         evaluation after its jobs ran; ``results`` maps each row name to that model's cached
-        result summary (``metrics`` and ``extras``) and ``records(row)`` loads that row's
-        per-example records.
+        result (its ``Summary``: metrics, extras and the family's accessors) and
+        ``records(row)`` loads that row's per-example records.
 
         Why values and not a frame to edit: the runner owns the leaderboard. It checks each
         returned row is one of this evaluation's rows and each metric is declared, and puts
@@ -96,11 +96,24 @@ class Adversarial(Evaluation):
     ``sanity`` evaluation added (see ``Suite.sanity``), and the cross-evaluation trust checks
     compare its numbers with the other attacks on the same threat model."""
 
+    Summary = AdversarialSummary
+
     @classmethod
     def attack_kind(cls, params: StrictParams) -> str | None:
         """What kind of attack measures robustness here (``Attack.kind``: "iterative",
         "single-step", "black-box", "ensemble"); None: a mix."""
         return None
+
+
+class PredictionOnly(Evaluation):
+    """Its numbers come from prediction passes alone (:func:`benchmark.inference.
+    predict_probs`, given ``autocast=ctx.autocast``): no gradient, no attack. Only such an
+    evaluation gets the suite's ``autocast`` (bf16/fp16) in its context, and only its jobs'
+    keys hold it. Every other evaluation -- attacks, sanity checks, minimal-norm ranking, a
+    plugin that does not opt in -- runs with ``ctx.autocast`` None under
+    ``torch.autocast(enabled=False)``: adversarial examples are crafted and scored in
+    float32 whatever the suite says, so their trustworthiness never depends on
+    half-precision gradients."""
 
 
 def is_adversarial(cls: type[Evaluation]) -> bool:

@@ -11,7 +11,7 @@ from torch import nn
 
 from benchmark.datasets.base import ArrayDataset
 from benchmark.evaluations.base import EvalContext, EvaluationResult, register_evaluation
-from benchmark.evaluations.capabilities import SuiteFigures
+from benchmark.evaluations.capabilities import PredictionOnly, SuiteFigures
 from benchmark.evaluations.predictions import predict_probs, prediction_records, summary_metrics
 from benchmark.metrics.specs import SUMMARY_METRICS, MetricSpec
 from benchmark.registry import StrictParams
@@ -20,7 +20,7 @@ from benchmark.registry import StrictParams
 @register_evaluation(
     "clean", "accuracy, NLL, Brier, ECE, MCE, AUROC, AUPR, FPR95, AURC on unperturbed inputs"
 )
-class CleanEvaluation(SuiteFigures):
+class CleanEvaluation(PredictionOnly, SuiteFigures):
     # 2: MCE and the failure-prediction metrics, bootstrap intervals for ECE and AUROC.
     # 3: maximum calibration error renamed maxce_pct (mce_pct is the corruptions' mCE);
     #    n_samples 50 for randomized models.
@@ -54,6 +54,7 @@ class CleanEvaluation(SuiteFigures):
             n_samples=n_samples,
             progress=ctx.progress,
             desc="clean",
+            autocast=ctx.autocast,
         )
         labels = data.y.numpy()
         metrics = summary_metrics(

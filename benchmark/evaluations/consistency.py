@@ -18,10 +18,10 @@ from benchmark.corruptions.sequences import SequenceKind, perturbation_sequence
 from benchmark.datasets.base import ArrayDataset
 from benchmark.evaluations.base import (
     EvalContext,
-    Evaluation,
     EvaluationResult,
     register_evaluation,
 )
+from benchmark.evaluations.capabilities import PredictionOnly
 from benchmark.inference import predict_probs
 from benchmark.metrics.consistency import (
     consistency,
@@ -53,7 +53,7 @@ class ConsistencyParams(StrictParams):
 @register_evaluation(
     "consistency", "prediction consistency and CEC on perturbation sequences (CIFAR-10-P style)"
 )
-class ConsistencyEvaluation(Evaluation):
+class ConsistencyEvaluation(PredictionOnly):
     version: ClassVar[str] = "1"
     Params = ConsistencyParams
     params: ConsistencyParams
@@ -78,6 +78,7 @@ class ConsistencyEvaluation(Evaluation):
             n_samples=ctx.passes(p.n_samples),
             progress=ctx.progress,
             desc=f"consistency ({p.perturbation})",
+            autocast=ctx.autocast,
         ).reshape(p.frames, len(data), -1)
         labels = data.y.numpy()
         per_example = {

@@ -26,10 +26,11 @@ from benchmark.datasets.base import ArrayDataset
 from benchmark.datasets.cifar10c import cifar10c_folder, fingerprint_cifar10c, load_cifar10c
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.base import EvalContext, EvaluationResult, register_evaluation
-from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
+from benchmark.evaluations.capabilities import CrossModel, PredictionOnly, SuiteFigures
 from benchmark.evaluations.predictions import predict_probs, prediction_records, summary_metrics
 from benchmark.metrics.specs import SUMMARY_METRICS, MetricSpec
 from benchmark.registry import StrictParams
+from benchmark.results import CorruptionSummary, ResultSummary
 from benchmark.utils import derive_seed
 
 SCORE_COLUMNS = ("mce_pct", "mcnll_pct", "mcece_pct", "relative_mce_pct")
@@ -96,7 +97,7 @@ def _mean(values: list[float]) -> float:
 
 
 @register_evaluation("corruptions", "accuracy/NLL/ECE under common corruptions (CIFAR-10-C)")
-class CorruptionsEvaluation(CrossModel, SuiteFigures):
+class CorruptionsEvaluation(PredictionOnly, CrossModel, SuiteFigures):
     # 2: mean_maxce_pct (was mean_mce_pct, clashing with mCE); n_samples 50; mCE over the
     #    standard corruptions.
     # 3: generated frost blends the frost photographs (corruption version 2).
@@ -107,6 +108,7 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
     )
     Params = CorruptionParams
     params: CorruptionParams
+    Summary = CorruptionSummary
     # ``mean_<metric>`` over corruption x severity cells, then the reference-model scores of
     # ``cross_model_metrics`` (the reference row reads 100; lower is more robust).
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
@@ -181,7 +183,7 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
         def evaluate(dataset: ArrayDataset, corruption: str, severity: int):
             probs = predict_probs(
                 model, dataset.x, batch_size=ctx.batch_size, device=ctx.device,
-                n_samples=n_samples,
+                n_samples=n_samples, autocast=ctx.autocast,
             )  # fmt: skip
             records = prediction_records(dataset, probs)
             records.insert(0, "corruption", corruption)
@@ -229,7 +231,7 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
         cls,
         name: str,
         params: StrictParams,
-        results: dict[str, dict[str, Any]],
+        results: dict[str, ResultSummary],
         records: Callable[[str], pd.DataFrame],
     ) -> dict[str, dict[str, float]]:
         """mCE, mCNLL, mCECE and relative mCE (percent) against ``reference_model``."""
@@ -241,17 +243,17 @@ class CorruptionsEvaluation(CrossModel, SuiteFigures):
                 f"evaluation '{name}': params.reference_model: no model row '{reference}' in "
                 f"this suite (rows: {', '.join(results)})"
             )
-        ref = results[reference]["extras"]
+        ref = results[reference]
         over = params.mce_over  # type: ignore[attr-defined]
         per_row: dict[str, dict[str, float]] = {}
         for model, result in results.items():
-            extras = result["extras"]
+            assert isinstance(result, CorruptionSummary) and isinstance(ref, CorruptionSummary)
             scores = relative_scores(
-                extras["per_corruption"],
-                ref["per_corruption"],
-                extras["clean"],
-                ref["clean"],
-                corruptions=scored_corruptions(over, extras["per_corruption"]),
+                result.per_corruption,
+                ref.per_corruption,
+                result.clean,
+                ref.clean,
+                corruptions=scored_corruptions(over, result.per_corruption),
             )
             per_row[model] = {key: scores[key] for key in SCORE_COLUMNS}
         return per_row

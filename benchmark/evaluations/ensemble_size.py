@@ -20,7 +20,7 @@ from torch import nn
 
 from benchmark.datasets.base import ArrayDataset
 from benchmark.evaluations.base import EvalContext, EvaluationResult, register_evaluation
-from benchmark.evaluations.capabilities import SuiteFigures
+from benchmark.evaluations.capabilities import PredictionOnly, SuiteFigures
 from benchmark.evaluations.predictions import prediction_records
 from benchmark.inference import predict_probs_by_size
 from benchmark.metrics import accuracy, expected_calibration_error, negative_log_likelihood
@@ -61,7 +61,7 @@ def curve_point(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[str,
 @register_evaluation(
     "ensemble_size", "accuracy / NLL / ECE vs the number of averaged passes (MC dropout)"
 )
-class EnsembleSizeEvaluation(SuiteFigures):
+class EnsembleSizeEvaluation(PredictionOnly, SuiteFigures):
     version: ClassVar[str] = "1"
     Params = EnsembleSizeParams
     params: EnsembleSizeParams
@@ -84,6 +84,7 @@ class EnsembleSizeEvaluation(SuiteFigures):
             device=ctx.device,
             progress=ctx.progress,
             desc="ensemble size",
+            autocast=ctx.autocast,
         )
         labels = data.y.numpy()
         rows = []

@@ -32,10 +32,10 @@ from benchmark.datasets.base import (
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.base import (
     EvalContext,
-    Evaluation,
     EvaluationResult,
     register_evaluation,
 )
+from benchmark.evaluations.capabilities import PredictionOnly
 from benchmark.inference import predict_probs
 from benchmark.metrics.ood import detection_metrics, ood_scores, predictive_entropy
 from benchmark.metrics.specs import MetricSpec
@@ -108,7 +108,7 @@ def _metric_specs() -> tuple[MetricSpec, ...]:
 @register_evaluation(
     "ood_detection", "OOD detection (max-probability, entropy): AUROC, AUPR-In/Out, FPR95"
 )
-class OODDetection(Evaluation):
+class OODDetection(PredictionOnly):
     version: ClassVar[str] = "1"
     # root / download: the OOD set is keyed by its content (data_identity), not its location
     key_excluded_params: ClassVar[frozenset[str]] = frozenset({"root", "download"})
@@ -149,6 +149,7 @@ class OODDetection(Evaluation):
                 n_samples=passes,
                 progress=ctx.progress,
                 desc=f"ood ({kind})",
+                autocast=ctx.autocast,
             )
             for kind, part in (("in", inside), ("ood", outside))
         }

@@ -45,6 +45,7 @@ from benchmark.metrics.specs import MetricSpec
 from benchmark.plots.figure import png_bytes
 from benchmark.plots.ranking import replica_variance_figure, robustness_bins_figure
 from benchmark.registry import StrictParams, format_validation_error
+from benchmark.results import ResultSummary
 from benchmark.utils import atomic_path
 
 # The spellings of cw's and ddn's parameters from before the attack registry, still accepted
@@ -328,7 +329,7 @@ class RobustnessRanking(CrossModel, SuiteFigures):
         cls,
         name: str,
         params: StrictParams,
-        results: dict[str, dict],
+        results: dict[str, ResultSummary],
         records: Callable[[str], pd.DataFrame],
     ) -> dict[str, dict[str, float]]:
         """Variance across replicas in the least and the most robust bin, per member row

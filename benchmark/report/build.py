@@ -13,6 +13,7 @@ import pandas as pd
 
 from benchmark.metrics.specs import MetricSpec
 from benchmark.report.figures import eps_curve_uri, reliability_uri, severity_uris
+from benchmark.results import CorruptionSummary
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.jobs import Job
 from benchmark.suite.schema import Suite
@@ -170,7 +171,11 @@ def suite_figures(inputs: TrustInputs | None) -> list[Figure]:
         return []
     figures = []
     for view in inputs.views:
-        results = {m: r for m, r in view.results.items() if "per_corruption" in r["extras"]}
+        results = {
+            m: r
+            for m, r in view.results.items()
+            if isinstance(r, CorruptionSummary) and "per_corruption" in r.extras
+        }
         if results:
             for uri in severity_uris(results, view.name):
                 figures.append(Figure(f"{view.name}: corruption severity", uri))

@@ -18,6 +18,7 @@ from benchmark.plots.eps_curve import Series, eps_curve_figure
 from benchmark.plots.figure import png_bytes
 from benchmark.plots.reliability import reliability_diagram
 from benchmark.plots.severity import severity_figures
+from benchmark.results import CorruptionSummary
 
 
 def data_uri(png: bytes) -> str:
@@ -39,7 +40,7 @@ def eps_curve_uri(series: dict[str, Series], title: str) -> str:
     return figure_uri(eps_curve_figure(series, title))
 
 
-def severity_uris(results: dict[str, dict[str, Any]], name: str) -> list[str]:
+def severity_uris(results: dict[str, CorruptionSummary], name: str) -> list[str]:
     """Accuracy and ECE vs corruption severity."""
     return [figure_uri(figure) for figure in severity_figures(results, name).values()]
 

@@ -30,7 +30,8 @@ from typing import Any
 import pandas as pd
 
 from benchmark.evaluations.base import EvaluationResult
-from benchmark.utils import current_umask, file_sha256
+from benchmark.utils import current_umask, file_sha256, writing
+from benchmark.utils import fsync_path as _fsync
 
 log = logging.getLogger(__name__)
 
@@ -85,22 +86,6 @@ def entry_problem(folder: Path) -> str | None:
     return None
 
 
-def _fsync(path: Path) -> None:
-    """Flush ``path`` (a file or a directory) to disk: a rename is atomic but, after a power
-    loss, may survive while the renamed files' contents did not."""
-    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
 class ResultCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -140,6 +125,12 @@ class ResultCache:
         shutil.rmtree(aside, ignore_errors=True)
 
     def put(self, key: str, result: EvaluationResult, info: dict[str, Any]) -> Path:
+        """Store ``result`` under ``key`` (atomically); a full disk or a read-only cache
+        raises a one-line :class:`~benchmark.errors.WriteError` naming the entry."""
+        with writing(self.path(key)):
+            return self._put(key, result, info)
+
+    def _put(self, key: str, result: EvaluationResult, info: dict[str, Any]) -> Path:
         final = self.path(key)
         self.results.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.results, prefix=f".tmp-{key}-"))

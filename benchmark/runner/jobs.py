@@ -60,6 +60,7 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
         },
         seed=suite.seed if spec.training.seed is None else spec.training.seed,
         normalization=spec.normalization_override,
+        autocast=spec.training.autocast,
     )
 
 
@@ -104,6 +105,13 @@ def evaluation_identity(spec: EvaluationSpec) -> dict[str, Any]:
     return spec.resolved.identity()
 
 
+def evaluation_autocast(suite: Suite, evaluation: EvaluationSpec) -> str | None:
+    """The precision the evaluation's prediction passes run in: the suite's ``autocast``
+    for a :class:`~benchmark.evaluations.capabilities.PredictionOnly` evaluation, None
+    (float32) for every other (attacks always craft and score in float32)."""
+    return suite.autocast if evaluation.resolved.prediction_only else None
+
+
 def data_identity(suite: Suite) -> dict[str, Any]:
     d = suite.dataset
     return {
@@ -132,7 +140,8 @@ class Job:
     key: str
     evaluation_name: str  # leaderboard column prefix
     # What the job's random numbers are derived from: the key without settings that change
-    # only float rounding (channels_last, compile), so such settings do not change the draws.
+    # only float rounding (channels_last, compile, autocast), so such settings do not change
+    # the draws.
     seed_key: str
 
     @property
@@ -204,9 +213,15 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
                     "device": device_type,
                 }
                 seed_key = stable_hash(identity_of_numbers)
-                # rounding-only settings enter the key only when set
-                rounding = {"channels_last": suite.channels_last, "compile": suite.compile}
+                # rounding-only settings enter the key only when set (autocast: only where
+                # it applies), so that keys without them stay as they were
+                rounding: dict[str, Any] = {
+                    "channels_last": suite.channels_last,
+                    "compile": suite.compile,
+                }
                 rounding = {k: True for k, v in rounding.items() if v}
+                if (autocast := evaluation_autocast(suite, evaluation)) is not None:
+                    rounding["autocast"] = autocast
                 versions = job_versions(code, evaluated, evaluation, fitted_on)
                 key = stable_hash({**identity_of_numbers, **rounding, "versions": versions})
                 name = evaluation.resolved.name

@@ -9,6 +9,7 @@ depend on which other jobs ran before it, where it ran, or which were reused fro
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
 from benchmark.leaderboard import leaderboard_column_spec, write_leaderboard
 from benchmark.metrics.specs import MetricSpec, undeclared
+from benchmark.results import ResultSummary
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.executors import make_executor
 from benchmark.runner.jobs import Job, expand_jobs, training_job
@@ -30,7 +32,7 @@ from benchmark.runner.worker import SuiteData, materialize_model
 from benchmark.suite.schema import ExecutorSpec, Suite
 from benchmark.trust import Finding
 from benchmark.trust.checks import EvaluationView, TrustInputs, add_flags, run_checks
-from benchmark.utils import resolve_device, write_text_atomic
+from benchmark.utils import resolve_device, stable_hash, write_text_atomic, writing
 from models import MODELS
 from models.training import checkpoint_path
 
@@ -109,6 +111,8 @@ def run_suite(
     spec = executor or suite.executor
     device = resolve_device(suite.device)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    if write:
+        check_run_dir(suite)  # before any job runs: the outputs would overwrite another's
     cache = ResultCache(suite.cache_root)
     jobs = expand_jobs(suite, device.type)
     summary = RunSummary(leaderboard=pd.DataFrame())
@@ -143,12 +147,11 @@ def run_suite(
     )
     if not write:
         return summary
+    check_run_dir(suite)  # again: a suite started at the same time may have finished first
     summary.written = write_leaderboard(
         summary.leaderboard, suite.leaderboard_dir, suite.name, summary.columns
     )
-    plots_dir = Path(suite.run_dir) / "plots"
-    if summary.executed or not plots_dir.is_dir():
-        summary.written += write_plots(suite, jobs, cache, plots_dir)
+    summary.written += write_plots_once(suite, jobs, cache, Path(suite.run_dir) / "plots")
     checks_path = Path(suite.run_dir) / "checks.json"
     write_text_atomic(
         checks_path, json.dumps([f.as_dict() for f in summary.findings], indent=1, default=str)
@@ -188,7 +191,7 @@ def collect(
     (the runner knows which one did; the column name alone is ambiguous): undeclared metrics
     of plugins get direction "none", so nothing downstream guesses a direction."""
     rows = []
-    results: dict[str, dict[str, dict]] = {}  # evaluation name -> model row -> summary
+    results: dict[str, dict[str, ResultSummary]] = {}  # evaluation name -> model row -> summary
     columns: dict[str, MetricSpec] = {}
     for model_spec in suite.models:
         entry = MODELS.get(model_spec.model)
@@ -203,13 +206,13 @@ def collect(
             for job in (j for j in jobs if j.row_name == row_name):
                 if not cache.has(job.key):
                     continue
-                result = cache.load_summary(job.key)
-                results.setdefault(job.evaluation_name, {})[row_name] = result
-                flags.update(result["extras"].get("flags", []))
-                row["flags"] = ",".join(sorted(flags))
-                row.setdefault("n_examples", result["extras"].get("n_examples"))
                 owner = job.evaluation.resolved.cls
-                for metric, value in result["metrics"].items():
+                result = owner.Summary.from_stored(cache.load_summary(job.key))
+                results.setdefault(job.evaluation_name, {})[row_name] = result
+                flags.update(result.flags)
+                row["flags"] = ",".join(sorted(flags))
+                row.setdefault("n_examples", result.n_examples)
+                for metric, value in result.metrics.items():
                     column = f"{job.evaluation_name}_{metric}"
                     row[column] = value
                     columns[column] = owner.metric_spec(metric) or undeclared(metric)
@@ -279,6 +282,50 @@ def add_cross_model_columns(
         values = {row: float(v[metric]) for row, v in per_row.items() if metric in v}
         frame[column] = frame["model"].map(values).astype("float64")
     return frame
+
+
+def check_run_dir(suite: Suite) -> None:
+    """Refuse (in one line) to write a run directory that holds another suite's run: its
+    ``manifest.json``, ``checks.json`` and ``plots/`` would be overwritten by this suite's,
+    and ``compare`` or the report would read the wrong run. A manifest that cannot be read
+    claims nothing (it is rewritten)."""
+    manifest = Path(suite.run_dir) / "manifest.json"
+    try:
+        owner = json.loads(manifest.read_text())["suite"]["name"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return
+    if isinstance(owner, str) and owner != suite.name:
+        raise BenchmarkError(
+            f"output_dir '{suite.run_dir}': holds the run of suite '{owner}' ({manifest}); "
+            f"suite '{suite.name}' would overwrite its manifest, checks and plots: give it its "
+            f"own output_dir (with cache_dir: '{suite.cache_root}' to keep its cached results)"
+        )
+
+
+PLOTS_DONE = ".complete.json"  # in plots/: written once every figure of the phase is
+
+
+def write_plots_once(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:
+    """:func:`write_plots`, unless a finished plot phase (``out/.complete.json``) already drew
+    these very results and all its files are still there; returns the files written.
+
+    The record is written last, so a run killed while drawing figures redoes them on the
+    next run, even though its jobs are all cached by then; it names the job keys, so new
+    results (a model added, reused from a shared cache) are drawn too."""
+    drawn = stable_hash(sorted([j.evaluation_name, j.row_name, j.key] for j in jobs))
+    record = out / PLOTS_DONE
+    try:
+        done = json.loads(record.read_text())
+        files = [out / name for name in done["files"]] if done["jobs"] == drawn else None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        files = None
+    if files is not None and all(path.is_file() for path in files):
+        return []
+    with writing(out):  # a figure folder that cannot be created: one line, not a traceback
+        written = write_plots(suite, jobs, cache, out)
+    names = [os.path.relpath(path, out) for path in written]
+    write_text_atomic(record, json.dumps({"jobs": drawn, "files": names}, indent=1))
+    return written
 
 
 def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) -> list[Path]:

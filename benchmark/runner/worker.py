@@ -23,9 +23,16 @@ from benchmark.datasets import ArrayDataset, load_dataset
 from benchmark.datasets.base import Split
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations import EvalContext, EvaluationResult
-from benchmark.inference import check_finite
+from benchmark.inference import autocast_dtype, check_finite, precision
 from benchmark.runner.costs import PassCounter
-from benchmark.runner.jobs import Task, expand_jobs, model_identity, posthoc_identity, training_job
+from benchmark.runner.jobs import (
+    Task,
+    evaluation_autocast,
+    expand_jobs,
+    model_identity,
+    posthoc_identity,
+    training_job,
+)
 from benchmark.suite.schema import ModelSpec, Suite
 from benchmark.utils import derive_seed, seed_everything, stable_hash
 from models import Ensemble, NormalizedModel, build_model, load_checkpoint
@@ -116,10 +123,14 @@ def run_job(
     # float rounding (channels_last, compile), so that they do not change the random draws.
     seed = derive_seed(suite.seed, job.seed_key)
     seed_everything(seed)
-    ctx = EvalContext.for_model(model, device, suite.batch_size, seed, progress)
+    # Reduced precision only for prediction-only evaluations, and only inside their
+    # predict_probs calls: every evaluation runs with autocast off (none a caller enabled
+    # leaks in), so attacks craft and score in float32 whatever the suite's autocast.
+    autocast = autocast_dtype(evaluation_autocast(suite, job.evaluation), device, "autocast")
+    ctx = EvalContext.for_model(model, device, suite.batch_size, seed, progress, autocast=autocast)
     model.eval()
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    with PassCounter(model) as counter:
+    with PassCounter(model) as counter, precision(device, None):
         if task.shard is None:
             result = resolved.build().run(model, data, ctx)
         else:

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from benchmark.evaluations.base import EVALUATIONS, Evaluation
-from benchmark.evaluations.capabilities import Shardable, attack_kind, is_adversarial
+from benchmark.evaluations.capabilities import (
+    PredictionOnly,
+    Shardable,
+    attack_kind,
+    is_adversarial,
+)
 from benchmark.registry import StrictParams
 
 if TYPE_CHECKING:
@@ -50,6 +55,11 @@ class ResolvedEvaluation:
     @property
     def attack_kind(self) -> str | None:
         return attack_kind(self.cls, self.params)
+
+    @property
+    def prediction_only(self) -> bool:
+        """Whether the suite's ``autocast`` applies (:class:`PredictionOnly`)."""
+        return issubclass(self.cls, PredictionOnly)
 
     def build(self) -> Evaluation:
         """A fresh instance of the evaluation with these parameters."""

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from benchmark.suite.resolved import ResolvedEvaluation
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+# Mixed precision (torch.autocast to bfloat16 / float16); None is float32. The dtypes are in
+# benchmark.inference.AUTOCAST_DTYPES.
+Autocast = Literal["bf16", "fp16"]
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
@@ -52,6 +55,12 @@ class TrainingSpec(_Strict):
         lt=2**63,
         description="training seed (default: the suite's); distinct seeds give independent "
         "runs of one model, e.g. for robustness_ranking's replica_groups",
+    )
+    autocast: Autocast | None = Field(
+        None,
+        description="mixed-precision training: forward passes and losses under torch.autocast "
+        "to bf16 or fp16 (fp16 with a gradient scaler); default float32. Part of the "
+        "checkpoint key when set; same initialization and data order as float32",
     )
 
 
@@ -358,6 +367,13 @@ class Suite(_Strict):
         "passes after a one-off compile per graph (seconds to a minute each; attacks and "
         "clean passes compile separately), numbers equal up to float rounding (part of the "
         "cache key); pays off for long attacks, not for short suites",
+    )
+    autocast: Autocast | None = Field(
+        None,
+        description="run the prediction passes of prediction-only evaluations (clean, "
+        "corruptions, ood_detection, consistency, ensemble_size) under torch.autocast to "
+        "bf16 or fp16; attacks, sanity checks and minimal-norm ranking always craft and "
+        "score in float32. Default float32; part of those jobs' cache keys when set",
     )
     dataset: DatasetSpec
     models: list[ModelSpec] = Field(min_length=1)

@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 
 from benchmark.registry import StrictParams
+from benchmark.results import ROBUST_ACC as ACC
+from benchmark.results import AdversarialSummary, ResultSummary
 from benchmark.trust.flags import Finding, register_flag
-
-ACC = "robust_acc_pct"
 
 
 @dataclass(frozen=True)
@@ -35,15 +35,21 @@ class EvaluationView:
     params: StrictParams
     kind: str | None  # Attack.kind, None when not an attack
     adversarial: bool
-    results: dict[str, dict[str, Any]]  # row name -> cached summary (metrics, extras)
+    results: dict[str, ResultSummary]  # row name -> cached summary of the family's type
 
     @property
     def norm(self) -> str | None:
         return getattr(self.params, "norm", None)
 
     def eps_value(self, row: str) -> float | None:
-        value = self.results[row]["extras"].get("eps_value")
-        return float(value) if isinstance(value, int | float) else None
+        """The eps of a single-eps attack result; None otherwise (sweeps, non-attacks)."""
+        result = self.results[row]
+        return result.eps_value if isinstance(result, AdversarialSummary) else None
+
+    def robust_accuracy(self, row: str) -> dict[str, float] | None:
+        """Robust accuracy with its interval of an attack result; None otherwise."""
+        result = self.results[row]
+        return result.robust_accuracy() if isinstance(result, AdversarialSummary) else None
 
 
 @dataclass(frozen=True)
@@ -80,17 +86,15 @@ def _pairs(inputs: TrustInputs, kind_a: str, kind_b: str):
                 ea, eb = a.eps_value(row), b.eps_value(row)
                 if ea is None or eb is None or not math.isclose(ea, eb, rel_tol=1e-9):
                     continue
-                ma, mb = a.results[row]["metrics"], b.results[row]["metrics"]
-                if ACC in ma and ACC in mb:
+                ma, mb = a.robust_accuracy(row), b.robust_accuracy(row)
+                if ma is not None and mb is not None:
                     yield a, b, row, ma, mb
 
 
-def _acc(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    return {
-        "robust_acc_pct": metrics[f"{prefix}{ACC}"],
-        "ci_low": metrics.get(f"{prefix}{ACC}_ci_low", float("nan")),
-        "ci_high": metrics.get(f"{prefix}{ACC}_ci_high", float("nan")),
-    }
+def _ci(acc: dict[str, float], bound: str) -> float:
+    """One end of the accuracy's 95% interval, the point estimate when there is none."""
+    value = acc[bound]
+    return value if math.isfinite(value) else acc[ACC]
 
 
 @register_check(
@@ -103,8 +107,8 @@ def _acc(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 def whitebox_weaker_than_blackbox(inputs: TrustInputs) -> list[Finding]:
     findings = []
     for white, black, row, mw, mb in _pairs(inputs, "iterative", "black-box"):
-        if mb.get(f"{ACC}_ci_high", mb[ACC]) < mw[ACC]:
-            numbers = {white.name: _acc(mw), black.name: _acc(mb), "gap_pct": mw[ACC] - mb[ACC]}
+        if _ci(mb, "ci_high") < mw[ACC]:
+            numbers = {white.name: mw, black.name: mb, "gap_pct": mw[ACC] - mb[ACC]}
             source = f"{white.name} vs {black.name}"
             findings.append(Finding(row, "whitebox_weaker_than_blackbox", source, numbers))
     return findings
@@ -119,9 +123,8 @@ def whitebox_weaker_than_blackbox(inputs: TrustInputs) -> list[Finding]:
 def pgd_weaker_than_autoattack(inputs: TrustInputs) -> list[Finding]:
     findings = []
     for pgd, aa, row, mp, ma in _pairs(inputs, "iterative", "ensemble"):
-        low_pgd = mp.get(f"{ACC}_ci_low", mp[ACC])
-        if low_pgd > ma.get(f"{ACC}_ci_high", ma[ACC]):
-            numbers = {pgd.name: _acc(mp), aa.name: _acc(ma), "gap_pct": mp[ACC] - ma[ACC]}
+        if _ci(mp, "ci_low") > _ci(ma, "ci_high"):
+            numbers = {pgd.name: mp, aa.name: ma, "gap_pct": mp[ACC] - ma[ACC]}
             findings.append(
                 Finding(row, "pgd_weaker_than_autoattack", f"{pgd.name} vs {aa.name}", numbers)
             )
@@ -137,13 +140,7 @@ def eps_series(
     series = []
     for view in inputs.views:
         for row, result in view.results.items():
-            eps, values = result["extras"].get("eps"), result["extras"].get("eps_value")
-            if isinstance(eps, list) and isinstance(values, list):
-                points = [
-                    (float(v), str(e), _acc(result["metrics"], f"{e}_"))
-                    for e, v in zip(eps, values, strict=True)
-                    if f"{e}_{ACC}" in result["metrics"]
-                ]
+            if isinstance(result, AdversarialSummary) and (points := result.sweep()):
                 series.append((view.name, row, points))
     groups: dict[tuple[str, str], list[EvaluationView]] = {}
     for view in inputs.views:
@@ -158,9 +155,10 @@ def eps_series(
         rows = set.intersection(*(set(v.results) for v in views))
         for row in sorted(rows):
             points = [
-                (point_eps, v.name, _acc(v.results[row]["metrics"]))
+                (point_eps, v.name, acc)
                 for v in views
-                if ACC in v.results[row]["metrics"] and (point_eps := v.eps_value(row)) is not None
+                if (acc := v.robust_accuracy(row)) is not None
+                and (point_eps := v.eps_value(row)) is not None
             ]
             series.append((" / ".join(v.name for v in views), row, points))
     return series
@@ -199,7 +197,7 @@ def randomized_without_eot(inputs: TrustInputs) -> list[Finding]:
         if not view.adversarial or eot is None or eot > 1 or view.kind == "black-box":
             continue  # a score-based attack uses no gradients: EOT does not apply
         for row, result in sorted(view.results.items()):
-            if inputs.randomized.get(row) or result["extras"].get("randomized"):
+            if inputs.randomized.get(row) or result.randomized:
                 numbers = {"eot_samples": eot, "n_samples": getattr(view.params, "n_samples", None)}
                 findings.append(Finding(row, "randomized_without_eot", view.name, numbers))
     return findings
@@ -211,13 +209,8 @@ def job_findings(inputs: TrustInputs) -> list[Finding]:
     findings = []
     for view in inputs.views:
         for row, result in sorted(view.results.items()):
-            extras = result["extras"]
-            for flag in extras.get("flags", []):
-                numbers = extras.get("checks", {}).get(flag)
-                if numbers is None:
-                    numbers = {"detail": extras.get(flag)} if flag in extras else {}
-                numbers = {k: v for k, v in numbers.items() if k != "failed"}
-                findings.append(Finding(row, flag, view.name, numbers))
+            for flag in result.flags:
+                findings.append(Finding(row, flag, view.name, result.flag_numbers(flag)))
     return findings
 
 

@@ -6,13 +6,16 @@ with their parameters and code (the SHA-256 of the files defining them), the dat
 the fingerprint of the files read: :func:`benchmark.runner.jobs.training_job`) and the seed.
 A file lock per checkpoint makes concurrent workers (process pool, Ray, two ``run`` commands)
 train it once.
-Checkpoints are written atomically and their SHA-256 is recorded beside them; a modified file
-is detected on load.
+Checkpoints are written atomically and their SHA-256 is recorded beside them (``<name>.json``);
+a damaged entry -- record missing, unparsable or without the hash, checkpoint truncated, emptied
+or edited -- is reported in one line and retrained, never served or crashed on, and so is an
+unreadable per-epoch resume state (training then starts from the first epoch).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -23,10 +26,14 @@ import torch
 from filelock import FileLock
 
 from benchmark.datasets.base import ArrayDataset
-from benchmark.utils import derive_seed, stable_hash, write_text_atomic
+from benchmark.errors import BenchmarkError
+from benchmark.inference import autocast_dtype
+from benchmark.utils import derive_seed, stable_hash, write_text_atomic, writing
 from models.checkpoints import load_checkpoint, save_checkpoint
 from models.registry import Normalization, NormalizedModel, build_model, model_code_version
 from models.training.recipes import RECIPES, TrainContext, recipe_code_version
+
+log = logging.getLogger(__name__)
 
 # CPU training runs with this many intra-op threads whatever the machine or executor: the
 # weight-gradient reductions of convolutions split the batch across threads, so the weights
@@ -61,6 +68,10 @@ class TrainingJob:
     # (mean, std) replacing the dataset's inside the model; in the key only when set, so
     # models without an override keep their checkpoints
     normalization: Normalization | None = None
+    # mixed-precision training ("bf16" / "fp16", see TrainingLoop); None: float32. In the
+    # key only when set, and never in the seeds: the same initialization and data order as
+    # float32, so a comparison shows the precision's effect and not new random draws
+    autocast: str | None = None
 
     def _identity(self) -> dict[str, Any]:
         recipe = RECIPES.get(self.recipe)
@@ -86,7 +97,8 @@ class TrainingJob:
             "recipe_code": recipe_code_version(self.recipe),
             "data_content": self.data.get("content"),
         }
-        return stable_hash({**self._identity(), "versions": versions})
+        precision = {} if self.autocast is None else {"autocast": self.autocast}
+        return stable_hash({**self._identity(), **precision, "versions": versions})
 
     def seed_key(self) -> str:
         """What the initialization and training seeds derive from: the key without code
@@ -112,11 +124,64 @@ def train_or_load(
     """Return the trained model for ``job``, training it only if no cached checkpoint exists."""
     key = job.key()
     checkpoint = checkpoint_path(job, checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(checkpoint.with_suffix(".lock")))
+    with writing(checkpoint_dir):  # read-only or full: one line naming the folder
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
     # One trainer per checkpoint across processes and hosts sharing the folder: the others
     # wait here, then find the finished checkpoint and load it instead of training again.
-    with FileLock(str(checkpoint.with_suffix(".lock"))):
+    try:
         return _train_or_load_locked(job, key, checkpoint, train, val, device, progress)
+    finally:
+        lock.release()
+
+
+def _fresh_model(job: TrainingJob, train: ArrayDataset) -> NormalizedModel:
+    """The untrained model of ``job``, initialized from its seed."""
+    torch.manual_seed(derive_seed(job.seed, job.seed_key(), "init"))
+    return build_model(job.model_key, job.model_params, train.info, normalization=job.normalization)
+
+
+def _load_cached(model: NormalizedModel, checkpoint: Path, meta_path: Path) -> str | None:
+    """Load the cached checkpoint into ``model``; return why it cannot be served instead
+    (``None``: loaded). A checkpoint without its record, a record that does not parse or
+    names no SHA-256, a file that does not match it (truncated, emptied, edited) or cannot be
+    read: each is a damaged entry, retrained rather than served or crashed on."""
+    if not meta_path.is_file():
+        return f"{meta_path.name} is missing"
+    if not checkpoint.is_file():
+        return f"{checkpoint.name} is missing"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"{meta_path.name} is not valid JSON"
+    sha = meta.get("sha256") if isinstance(meta, dict) else None
+    if not isinstance(sha, str) or len(sha) != 64:
+        return f"{meta_path.name} records no SHA-256 of the checkpoint"
+    try:
+        load_checkpoint(model, checkpoint, expected_sha256=sha)
+    except BenchmarkError as exc:
+        return str(exc).removeprefix(f"{checkpoint}: ")
+    return None
+
+
+def _usable_resume_state(path: Path) -> bool:
+    """Whether the per-epoch resume state at ``path`` can be read back (weights-only); a
+    damaged one is reported in one line and removed, so training restarts from epoch 0
+    instead of crashing with a traceback in the middle of the recipe."""
+    if not path.is_file():
+        return False
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle, empty file: all unreadable
+        problem = " ".join(str(exc).split())[:120] or type(exc).__name__
+    else:
+        if isinstance(state, dict):
+            return True
+        problem = f"holds a {type(state).__name__}, not a dict"
+    log.warning("resume state %s: unreadable (%s); training from the start", path, problem)
+    path.unlink(missing_ok=True)
+    return False
 
 
 def _train_or_load_locked(
@@ -130,14 +195,13 @@ def _train_or_load_locked(
 ) -> tuple[NormalizedModel, Path]:
     checkpoint_dir = checkpoint.parent
     meta_path = checkpoint.with_suffix(".json")
-    torch.manual_seed(derive_seed(job.seed, job.seed_key(), "init"))
-    model = build_model(
-        job.model_key, job.model_params, train.info, normalization=job.normalization
-    )
-    if checkpoint.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        load_checkpoint(model, checkpoint, expected_sha256=meta["sha256"])
-        return model.to(device).eval(), checkpoint
+    model = _fresh_model(job, train)
+    if checkpoint.is_file() or meta_path.is_file():
+        problem = _load_cached(model, checkpoint, meta_path)
+        if problem is None:
+            return model.to(device).eval(), checkpoint
+        log.warning("checkpoint cache entry %s: %s; retraining it", checkpoint, problem)
+        model = _fresh_model(job, train)  # a failed load may have filled in some weights
 
     recipe = RECIPES.get(job.recipe)
     params = recipe.params_model.model_validate(job.recipe_params)
@@ -149,7 +213,9 @@ def _train_or_load_locked(
         name=f"train {job.model_key}",
         job=job,
         checkpoint_dir=checkpoint_dir,
+        autocast=autocast_dtype(job.autocast, device, "training.autocast"),
     )
+    _usable_resume_state(ctx.state_path)
     torch.manual_seed(ctx.seed)
     with torch_threads(TRAINING_CPU_THREADS) if device.type == "cpu" else nullcontext():
         result = recipe.obj(model, train, val, params, ctx)

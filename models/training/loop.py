@@ -19,6 +19,15 @@ Every epoch ends by atomically saving model, optimizer, RNG and recipe states, s
 interrupted run resumes from its last finished epoch and produces the same weights as an
 uninterrupted one (on CPU). All randomness of a recipe must come from ``state.generator``
 (saved) or the global torch RNG (saved), never from an unsaved source.
+
+Mixed precision (``ctx.autocast``, a model's ``training.autocast``): the default
+:meth:`~TrainingLoop.train_step` runs :meth:`~TrainingLoop.batch_loss` -- forward passes,
+the loss, and whatever a recipe computes there (the adversarial examples of ``pgd_at`` and
+``trades``) -- under ``torch.autocast``; backward and the optimizer step stay outside it,
+the weights and their gradients stay float32. fp16 goes through a ``torch.amp.GradScaler``
+(its state is part of the resume state), bf16 needs none. A recipe with its own
+``train_step`` (``sam_swa``) refuses autocast with a one-line error rather than train in a
+precision it does not control. Validation and end-of-epoch passes run in float32.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ from torch import nn
 from tqdm import tqdm
 
 from benchmark.datasets.base import ArrayDataset
+from benchmark.errors import BenchmarkError
+from benchmark.inference import precision
 from benchmark.registry import StrictParams
 from benchmark.utils import save_torch_atomic
 from models.training.augment import random_crop, random_flip
@@ -129,6 +140,8 @@ class TrainingLoop:
     def __init__(self, params: LoopParams, ctx: TrainContext) -> None:
         self.params = params
         self.ctx = ctx
+        # loss scaling against float16 gradient underflow; a no-op otherwise (bf16, float32)
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.autocast == torch.float16)
 
     # ----- hooks -----------------------------------------------------------------------------
 
@@ -161,10 +174,12 @@ class TrainingLoop:
         y: torch.Tensor,
         state: BatchState,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, logits = self.batch_loss(model, x, y, state)
+        with precision(self.ctx.device, self.ctx.autocast):
+            loss, logits = self.batch_loss(model, x, y, state)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
         return loss, logits
 
     def end_epoch(
@@ -193,6 +208,11 @@ class TrainingLoop:
         self, model: nn.Module, train: ArrayDataset, val: ArrayDataset | None
     ) -> dict[str, Any]:
         params, ctx = self.params, self.ctx
+        if ctx.autocast is not None and type(self).train_step is not TrainingLoop.train_step:
+            raise BenchmarkError(
+                f"training.autocast: {type(self).__name__} has its own train_step, which does "
+                "not run under autocast; train this recipe in float32 (autocast: null)"
+            )
         model.to(ctx.device)
         saved = None
         if ctx.state_path.is_file():
@@ -210,6 +230,8 @@ class TrainingLoop:
             torch.set_rng_state(saved["torch_rng"])
             start_epoch, history = int(saved["epoch"]), list(saved["history"])
             self.load_state_dict(saved.get("recipe", {}))
+            if self.scaler.is_enabled() and "scaler" in saved:
+                self.scaler.load_state_dict(saved["scaler"])
 
         steps_per_epoch = math.ceil(len(train) / params.batch_size)
         bar = tqdm(
@@ -258,6 +280,7 @@ class TrainingLoop:
                     "epoch": epoch + 1,
                     "history": history,
                     "recipe": self.state_dict(),
+                    **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
                 },
                 ctx.state_path,
             )

@@ -35,6 +35,9 @@ class TrainContext:
     # (AR-AdaLS ranks examples on a vanilla model). None when a recipe is called directly.
     job: TrainingJob | None = None
     checkpoint_dir: Path | None = None
+    # Mixed precision of the training loop's forward passes and losses (bfloat16/float16,
+    # from the job's ``autocast``); None: float32. See TrainingLoop.
+    autocast: torch.dtype | None = None
 
 
 Recipe = Callable[..., dict[str, Any]]
