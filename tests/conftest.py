@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,23 @@ try:
     _hypothesis_settings.load_profile("deterministic")
 except ImportError:  # hypothesis is a test extra; tests that need it import it themselves
     pass
+
+
+def interrupt_in_second_epoch(monkeypatch: pytest.MonkeyPatch, train: Callable[[], object]) -> None:
+    """Run ``train()`` with the training loop's end-of-epoch validation raising
+    KeyboardInterrupt on its second call (as a kill in the second epoch would, after the
+    first epoch's resume state was saved), then restore the validation."""
+    from models.training import loop
+
+    original, calls = loop.accuracy, {"n": 0}
+
+    def interrupt(*args: Any, **kwargs: Any) -> float:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "accuracy", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.setattr(loop, "accuracy", original)

@@ -34,7 +34,7 @@ from benchmark.suite.schema import Autocast
 from benchmark.utils import stable_hash
 from models.training import TrainContext, TrainingJob, train_or_load
 from models.training.sam_swa import SamSwaLoop, SamSwaParams
-from tests.conftest import tiny_suite
+from tests.conftest import interrupt_in_second_epoch, tiny_suite
 
 CPU = torch.device("cpu")
 PGD = {"type": "pgd", "params": {"eps": 0.1, "steps": 3}}
@@ -275,25 +275,15 @@ def test_a_recipe_with_its_own_train_step_refuses_autocast(tmp_path):
 
 def test_interrupted_fp16_training_resumes_to_identical_weights(tmp_path, monkeypatch):
     """The gradient scaler's state (its scale, skipped steps) is part of the resume state."""
-    from models.training import loop
 
     train, val = load_dataset("digits", "train").subset(256, 0), load_dataset("digits", "val")
     job = tiny_training_job("fp16", epochs=2)
     reference, _ = train_or_load(job, train, val, tmp_path / "a", CPU, progress=False)
-    original, calls = loop.accuracy, {"n": 0}
-
-    def interrupt_in_second_epoch(*args: Any, **kwargs: Any) -> float:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "accuracy", interrupt_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train_or_load(job, train, val, tmp_path / "b", CPU, progress=False)
+    interrupt_in_second_epoch(
+        monkeypatch, lambda: train_or_load(job, train, val, tmp_path / "b", CPU, progress=False)
+    )
     state = torch.load(next((tmp_path / "b").glob("*.state.pt")), weights_only=True)
     assert state["epoch"] == 1 and state["scaler"]["scale"] > 0
-    monkeypatch.setattr(loop, "accuracy", original)
     resumed, _ = train_or_load(job, train, val, tmp_path / "b", CPU, progress=False)
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)

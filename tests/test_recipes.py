@@ -25,7 +25,6 @@ from models.training import (
     TrainContext,
     TrainingJob,
     checkpoint_path,
-    loop,
     train_or_load,
 )
 from models.training.ar_adals import (
@@ -46,6 +45,7 @@ from models.training.pgd_at import PGDATLoop, PGDATParams
 from models.training.sam_swa import SamSwaLoop, SamSwaParams, sam_swa_lr
 from models.training.standard import StandardParams
 from models.training.trades import TradesLoop, TradesParams, trades_adversarial, trades_kl
+from tests.conftest import interrupt_in_second_epoch
 
 CPU = torch.device("cpu")
 FAST = {
@@ -556,24 +556,13 @@ def test_interrupted_recipe_resumes_to_identical_weights(
         params.update(scores_file=str(path), scores_sha256=file_sha256(path))
     job = TrainingJob("small_cnn", {"width": 0.25}, recipe, params, {"dataset": "d"}, seed=4)
     reference, _ = train_or_load(job, train, val, tmp_path / "a", CPU, progress=False)
-
-    original = loop.accuracy
-    calls = {"n": 0}
-
-    def interrupt_in_second_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "accuracy", interrupt_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train_or_load(job, train, val, tmp_path / "b", CPU, progress=False)
+    interrupt_in_second_epoch(
+        monkeypatch, lambda: train_or_load(job, train, val, tmp_path / "b", CPU, progress=False)
+    )
     state = torch.load(next((tmp_path / "b").glob("*.state.pt")), weights_only=True)
     assert state["epoch"] == 1
     if recipe in RECIPE_STATE:
         assert RECIPE_STATE[recipe] in state["recipe"]
-    monkeypatch.setattr(loop, "accuracy", original)
     resumed, _ = train_or_load(job, train, val, tmp_path / "b", CPU, progress=False)
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from benchmark.datasets import load_dataset
-from models.training import TrainingJob, loop, standard, train_or_load
+from models.training import TrainingJob, standard, train_or_load
 from models.training.augment import random_crop, random_flip
 from models.training.standard import StandardParams, learning_rate
+from tests.conftest import interrupt_in_second_epoch
 
 FAST = {
     "epochs": 3,
@@ -51,22 +52,12 @@ def test_training_learns_and_is_cached(tmp_path, digits):
 def test_interrupted_training_resumes_to_identical_weights(tmp_path, digits, monkeypatch):
     train, val = digits
     reference, _ = train_or_load(job(), train, val, tmp_path / "a", torch.device("cpu"), False)
-
-    calls = {"n": 0}
-    original = standard.accuracy
-
-    def interrupt_in_second_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "accuracy", interrupt_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False)
+    interrupt_in_second_epoch(
+        monkeypatch,
+        lambda: train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False),
+    )
     state = next((tmp_path / "b").glob("*.state.pt"))
     assert torch.load(state, weights_only=True)["epoch"] == 1
-    monkeypatch.setattr(loop, "accuracy", original)
     resumed, _ = train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False)
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
