@@ -104,20 +104,56 @@ def test_fgsm_weaker_than_pgd_and_sweep_monotone(trained):
     assert {"robust@1/50", "robust@0.2", "norm@0.1"} <= set(result.records.columns)
 
 
-def test_worst_case_over_attacks_is_per_example_minimum(trained):
+@pytest.mark.parametrize("batch_size", [7, 32, 128])
+def test_worst_case_over_attacks_is_per_example_minimum(trained, batch_size):
+    """The worst case breaks every example that any of its attacks breaks alone, for any
+    batch size: each example's random start comes from (seed, attack, index), not from the
+    batch it happens to share with the other still-robust examples."""
     model, data = trained
-    attacks = [{"type": "fgsm"}, {"type": "pgd", "params": {"steps": 5}}]
-    params = ThreatParams(norm="Linf", eps=0.05)
+    attacks = [{"type": "fgsm"}, {"type": "pgd", "params": {"steps": 5, "restarts": 2}}]
+    params = ThreatParams(norm="Linf", eps=0.05, batch_size=batch_size)
     built = [(a["type"], AttackSpec(**a).build("Linf")) for a in attacks]
     outcome = worst_case(model, data, built, "Linf", 0.05, params, ctx())
     after_fgsm, after_pgd = outcome["after"]["fgsm"], outcome["after"]["pgd"]
     assert torch.all(after_pgd <= after_fgsm)  # robust flags only ever go down
     assert torch.equal(outcome["robust"], after_pgd)
-    alone = {a["type"]: robust_acc(model, data, "Linf", 0.05, [a]) for a in attacks}
-    assert 100.0 * outcome["robust"].float().mean().item() <= min(alone.values())
+    for spec in attacks:
+        alone = worst_case(
+            model,
+            data,
+            [(spec["type"], AttackSpec(**spec).build("Linf"))],
+            "Linf",
+            0.05,
+            params,
+            ctx(),
+        )
+        assert torch.all(outcome["robust"] <= alone["robust"]), spec["type"]
     broken = outcome["clean_correct"] & ~outcome["robust"]
     assert torch.all(outcome["norm"][broken] <= 0.05 + 1e-6) and torch.all(
         outcome["norm"][broken] > 0
+    )
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_random_start_of_an_example_ignores_its_batch(norm):
+    from benchmark.attacks.base import example_generators
+    from benchmark.attacks.pgd import random_start
+
+    x = torch.rand(6, 1, 4, 4)
+    ids = torch.tensor([10, 3, 7, 42, 5, 8])
+
+    def starts(rows: list[int]) -> torch.Tensor:
+        actx = AttackContext(
+            None, norm, 0.3, CPU, 9, 8, False, 1, torch.Generator(), ids[rows], "pgd"
+        )
+        return random_start(x[rows], norm, 0.3, example_generators(actx, "random_start"))
+
+    together = starts(list(range(6)))
+    for rows in ([3], [5, 3], [0, 2, 4]):
+        assert torch.equal(starts(rows), together[rows])
+    other_label = AttackContext(None, norm, 0.3, CPU, 9, 8, False, 1, torch.Generator(), ids, "p")
+    assert not torch.equal(
+        random_start(x, norm, 0.3, example_generators(other_label, "random_start")), together
     )
 
 

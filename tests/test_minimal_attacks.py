@@ -193,7 +193,14 @@ def test_a_plugin_attack_is_a_ranking_method(trained):
 # Hashes of evaluation identities computed before the attack registry existed (commit
 # c2843f6): old spellings must keep their cache keys, or every cached result is recomputed.
 # Ranking relative to the prediction changed the ranking's numbers: the old keys now belong
-# to ``relative_to: label`` (added below), the default gets new ones.
+# to ``relative_to: label`` (added below), the default gets new ones. PGD version 2 (each
+# example's random start from its own index) changed PGD's numbers: its jobs get new keys,
+# as do sanity's, whose unbounded check runs PGD.
+CHANGED_BY_PGD_VERSION_2 = {
+    ("pgd", '{"eps": "8/255"}'),
+    ("sanity", "{}"),
+    ("attacks", '{"eps": 0.1, "attacks": [{"type": "fgsm"}, {"type": "pgd"}]}'),
+}
 KEYS_BEFORE_THE_REGISTRY = {
     ("robustness_ranking", '{"method": "cw", "steps": 50}'): "cb23041a291009a7",
     ("robustness_ranking", '{"method": "ddn", "ddn_steps": 20, "kappa": 1.0}'): "e5d806e5ca2c3d30",
@@ -217,7 +224,8 @@ def test_existing_spellings_keep_their_keys(type_key, params):
         )
         given["relative_to"] = "label"
     spec = EvaluationSpec(type=type_key, params=given)
-    assert stable_hash(evaluation_identity(spec)) == KEYS_BEFORE_THE_REGISTRY[type_key, params]
+    same = stable_hash(evaluation_identity(spec)) == KEYS_BEFORE_THE_REGISTRY[type_key, params]
+    assert same != ((type_key, params) in CHANGED_BY_PGD_VERSION_2)
 
 
 def test_ranking_keys_follow_the_numbers():
@@ -253,7 +261,7 @@ def test_bumping_an_attack_version_changes_exactly_its_jobs_keys(
         return {job.label: job.key for job in expand_jobs(suite, "cpu")}
 
     before = keys()
-    monkeypatch.setattr(PGD, "version", "2")
+    monkeypatch.setattr(PGD, "version", "3")
     after_pgd = keys()
     changed = {label for label in before if before[label] != after_pgd[label]}
     assert changed == {
@@ -266,7 +274,7 @@ def test_bumping_an_attack_version_changes_exactly_its_jobs_keys(
     assert changed == {
         f"{row} x {name}" for row in ("cnn", "rn20") for name in ("robustness_ranking", "fmn")
     }
-    monkeypatch.setattr(PGD, "version", "1")  # back to "1": back to the old keys
+    monkeypatch.setattr(PGD, "version", "2")  # back to the versions: back to the old keys
     monkeypatch.setattr(CarliniWagnerL2, "version", "1")
     monkeypatch.setattr(FastMinimumNormL2, "version", "1")
     assert keys() == before

@@ -28,6 +28,7 @@ from torch import nn
 
 from benchmark.attacks.threat import Norm
 from benchmark.registry import Entry, Registry, StrictParams
+from benchmark.utils import derive_seed
 
 AttackFamily = Literal["fixed-eps", "minimal-norm"]
 
@@ -45,6 +46,28 @@ class AttackContext:
     randomized: bool  # the model's output is stochastic: use EOT, no early stopping
     eot_samples: int  # gradient samples averaged per step for randomized models
     generator: torch.Generator  # CPU generator for the attack's own randomness
+    # Dataset indices of the examples of this call, and the attack's label in its evaluation:
+    # with both set, an attack draws each example's noise from (seed, label, index) alone
+    # (:func:`example_generators`), so an outcome never depends on the batch's other examples.
+    example_ids: torch.Tensor | None = None
+    label: str = ""
+
+
+def example_generators(ctx: AttackContext, *purpose: object) -> list[torch.Generator] | None:
+    """One CPU generator per example of the call, seeded from (seed, label, purpose, dataset
+    index), or None when the context has no ``example_ids`` (training recipes and direct
+    calls, which keep drawing one batch-wide stream from ``ctx.generator``).
+
+    Why per example: the evaluation attacks only the still-robust examples of a block, so a
+    batch-wide stream would hand an example different noise in a worst-case sequence than
+    when the same attack runs alone, and "worst case <= each attack alone" would fail on
+    examples whose fate hinges on their random start."""
+    if ctx.example_ids is None:
+        return None
+    return [
+        torch.Generator().manual_seed(derive_seed(ctx.seed, ctx.label, *purpose, int(i)) % 2**63)
+        for i in ctx.example_ids
+    ]
 
 
 class AttackBase(ABC):

@@ -15,7 +15,13 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from benchmark.attacks.base import Attack, AttackContext, frozen_parameters, register_attack
+from benchmark.attacks.base import (
+    Attack,
+    AttackContext,
+    example_generators,
+    frozen_parameters,
+    register_attack,
+)
 from benchmark.attacks.losses import LOSSES
 from benchmark.attacks.threat import EpsField, Norm, parse_eps, perturbation_norm, project
 
@@ -25,19 +31,32 @@ def _view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def random_start(
-    x: torch.Tensor, norm: Norm, eps: float, generator: torch.Generator
+    x: torch.Tensor,
+    norm: Norm,
+    eps: float,
+    generator: torch.Generator | list[torch.Generator],
 ) -> torch.Tensor:
-    """Uniform in the Linf ball; for L2 a uniform direction with radius uniform in [0, eps]."""
-    shape = x.shape
-    if norm == "Linf":
-        delta = (torch.rand(shape, generator=generator) * 2 - 1) * eps
+    """Uniform in the Linf ball; for L2 a uniform direction with radius uniform in [0, eps].
+
+    With one generator per example (:func:`example_generators`) each example's noise is the
+    same whichever other examples share the batch; one generator draws for the whole batch."""
+    if isinstance(generator, torch.Generator):
+        delta = _ball_noise(x.shape, norm, eps, generator)
     else:
-        direction = torch.randn(shape, generator=generator)
-        direction = direction / _view(
-            perturbation_norm(direction, "L2").clamp_min(1e-12), direction
-        )
-        delta = direction * _view(torch.rand(shape[0], generator=generator) * eps, direction)
+        if len(generator) != len(x):
+            raise ValueError(f"{len(generator)} generators for {len(x)} examples")
+        delta = torch.cat([_ball_noise((1, *x.shape[1:]), norm, eps, g) for g in generator])
     return (x + delta.to(x.device)).clamp(0, 1)
+
+
+def _ball_noise(
+    shape: tuple[int, ...] | torch.Size, norm: Norm, eps: float, generator: torch.Generator
+) -> torch.Tensor:
+    if norm == "Linf":
+        return (torch.rand(shape, generator=generator) * 2 - 1) * eps
+    direction = torch.randn(shape, generator=generator)
+    direction = direction / _view(perturbation_norm(direction, "L2").clamp_min(1e-12), direction)
+    return direction * _view(torch.rand(shape[0], generator=generator) * eps, direction)
 
 
 def input_gradient(
@@ -95,6 +114,7 @@ def run_pgd(
                 logits = ctx.model(x)
                 logits.scatter_(1, y[:, None], float("-inf"))
                 target = logits.argmax(1)
+        generators = example_generators(ctx, "random_start") if start_random else None
         best = x.clone()
         found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for restart in range(restarts):
@@ -103,9 +123,12 @@ def run_pgd(
                 break
             x0, y0 = x[todo], y[todo]
             t0 = None if target is None else target[todo]
-            x_adv = (
-                random_start(x0, ctx.norm, ctx.eps, ctx.generator) if start_random else x0.clone()
-            )
+            if not start_random:
+                x_adv = x0.clone()
+            elif generators is None:
+                x_adv = random_start(x0, ctx.norm, ctx.eps, ctx.generator)
+            else:  # restart r of an example continues that example's own stream
+                x_adv = random_start(x0, ctx.norm, ctx.eps, [generators[int(i)] for i in todo])
             done = torch.zeros(len(todo), dtype=torch.bool, device=x.device)
             for _step in range(steps):
                 if early_stop:
@@ -147,7 +170,7 @@ class PGD(Attack):
     Params = PGDParams
     params: PGDParams
     kind = "iterative"
-    version = "1"
+    version = "2"  # 2: each example's random start drawn from (seed, label, dataset index)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         p = self.params

@@ -67,6 +67,19 @@ class ArrayDataset:
             self.name, self.split, self.x[chosen], self.y[chosen], self.info, self.indices[chosen]
         )
 
+    def split_off(self, n: int, seed: int) -> tuple[ArrayDataset, ArrayDataset]:
+        """A seeded draw of ``n`` examples and the remaining ones, each in dataset order:
+        the held-out fitting set of post-hoc methods and the evaluation set it leaves."""
+        if not 1 <= n < len(self):
+            raise ValueError(f"cannot hold out {n} of {len(self)} examples")
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(self), generator=generator)
+        held, rest = order[:n].sort().values, order[n:].sort().values
+        return tuple(  # type: ignore[return-value]
+            ArrayDataset(self.name, self.split, self.x[i], self.y[i], self.info, self.indices[i])
+            for i in (held, rest)
+        )
+
 
 class DatasetOptions(StrictParams):
     """Options every loader receives (mirrors the suite's ``dataset`` section)."""

@@ -171,6 +171,7 @@ def worst_case(
             chunks, desc=label, unit="batch", disable=not ctx.progress, leave=False
         ):
             generator.manual_seed(derive_seed(ctx.seed, label, block) % (2**63))
+            actx.example_ids, actx.label = data.indices[chunk], label
             x, y = data.x[chunk].to(ctx.device), y_all[chunk].to(ctx.device)
             x_adv = attack.perturb(x, y, actx).detach()
             ok = valid_adversarial(x, x_adv, norm, eps).cpu()

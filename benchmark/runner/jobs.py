@@ -114,20 +114,29 @@ def evaluation_autocast(suite: Suite, evaluation: EvaluationSpec) -> str | None:
 
 def data_identity(suite: Suite) -> dict[str, Any]:
     d = suite.dataset
-    return {
+    identity: dict[str, Any] = {
         "name": d.name,
         "split": d.split,
         "n_examples": d.n_examples,
         "subset_seed": d.subset_seed,
     }
+    if d.holdout is not None:  # only when set: suites without one keep their keys
+        identity["holdout"] = {"n": d.holdout, "seed": d.holdout_seed}
+    return identity
 
 
-def posthoc_identity(posthoc: PosthocSpec) -> dict[str, Any]:
+def posthoc_identity(posthoc: PosthocSpec, suite: Suite) -> dict[str, Any]:
+    """The post-hoc row's method, parameters and fitting data ('val', or the suite's
+    held-out draw of the evaluation split: its size and seed)."""
     entry = POSTHOC.get(posthoc.method)
+    d = suite.dataset
+    fitted_on: Any = "val"
+    if posthoc.fitting_split(d) == "holdout":
+        fitted_on = {"holdout": d.holdout, "seed": d.holdout_seed, "split": d.split}
     return {
         "method": posthoc.method,
         "params": entry.params_model.model_validate(posthoc.params).model_dump(),
-        "fitted_on": "val",
+        "fitted_on": fitted_on,
     }
 
 
@@ -201,9 +210,12 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
             identity = dict(base_identity)
             fitted_on = None
             if posthoc is not None:
-                identity["posthoc"] = posthoc_identity(posthoc)
-                val = val or [split_fingerprint(suite, "val")]
-                fitted_on = val[0]
+                identity["posthoc"] = posthoc_identity(posthoc, suite)
+                if posthoc.fitting_split(suite.dataset) == "holdout":
+                    fitted_on = evaluated  # a part of the evaluated split
+                else:
+                    val = val or [split_fingerprint(suite, "val")]
+                    fitted_on = val[0]
             for evaluation in suite.evaluations:
                 identity_of_numbers = {
                     "model": identity,

@@ -33,7 +33,7 @@ from benchmark.runner.jobs import (
     posthoc_identity,
     training_job,
 )
-from benchmark.suite.schema import ModelSpec, Suite
+from benchmark.suite.schema import ModelSpec, PosthocSpec, Suite
 from benchmark.utils import derive_seed, seed_everything, stable_hash
 from models import Ensemble, NormalizedModel, build_model, load_checkpoint
 from models.posthoc import fit_posthoc
@@ -59,9 +59,38 @@ class SuiteData:
             )
         return self._splits[name]
 
-    def evaluation_set(self) -> ArrayDataset:
+    def _held_out(self) -> tuple[ArrayDataset | None, ArrayDataset]:
         spec = self.suite.dataset
-        return self.split(spec.split).subset(spec.n_examples, spec.subset_seed)
+        split = self.split(spec.split)
+        if spec.holdout is None:
+            return None, split
+        if spec.holdout >= len(split):
+            raise BenchmarkError(
+                f"dataset.holdout: {spec.holdout} is not smaller than the '{spec.split}' "
+                f"split ({len(split)} examples)"
+            )
+        return split.split_off(spec.holdout, spec.holdout_seed)
+
+    def holdout_set(self) -> ArrayDataset:
+        """The held-out part of the evaluation split (``dataset.holdout``), for fitting."""
+        held, _ = self._held_out()
+        if held is None:
+            raise BenchmarkError("dataset.holdout: not set, so there is no held-out set")
+        return held
+
+    def evaluation_set(self) -> ArrayDataset:
+        """The evaluation split without its held-out part, then the ``n_examples`` subset."""
+        spec = self.suite.dataset
+        _, rest = self._held_out()
+        return rest.subset(spec.n_examples, spec.subset_seed)
+
+    def fitting_set(self, posthoc: PosthocSpec) -> tuple[str, ArrayDataset]:
+        """What a post-hoc row is fitted on, and its name for messages."""
+        if posthoc.fitting_split(self.suite.dataset) == "holdout":
+            held = self.holdout_set()
+            return f"held-out part of '{self.suite.dataset.split}' ({len(held)} images)", held
+        val = self.split("val")
+        return f"'val' split ({len(val)} images)", val
 
 
 def materialize_model(
@@ -198,9 +227,21 @@ class JobWorker:
             return base
         if job.row_name not in self._rows:
             # Seeded by the row's identity, never by which of its jobs happens to run first.
-            seed = derive_seed(suite.seed, identity, posthoc_identity(job.posthoc), "posthoc")
+            seed = derive_seed(
+                suite.seed, identity, posthoc_identity(job.posthoc, suite), "posthoc"
+            )
             method, params = job.posthoc.method, job.posthoc.params
-            fitted = fit_posthoc(method, base, self.data.split("val"), params, seed)
+            fitting_name, fitting = self.data.fitting_set(job.posthoc)
+            fitted = fit_posthoc(
+                method,
+                base,
+                fitting,
+                params,
+                seed,
+                row=job.row_name,
+                evaluation=self.data.evaluation_set(),
+                fitting_name=fitting_name,
+            )
             self._rows[job.row_name] = fitted.to(self.device).eval()
         return self._rows[job.row_name]
 

@@ -43,6 +43,14 @@ class DatasetSpec(_Strict):
         0, ge=0, lt=2**63, description="seed of the subset permutation (same for all models)"
     )
     download: bool = False
+    holdout: int | None = Field(
+        None,
+        ge=1,
+        description="hold out this many examples of the evaluation split (a seeded draw, "
+        "removed from every row's evaluation) for post-hoc fitting: images a checkpoint "
+        "trained elsewhere cannot have seen, unlike the 'val' split carved from 'train'",
+    )
+    holdout_seed: int = Field(0, ge=0, lt=2**63, description="seed of the held-out draw")
 
 
 class TrainingSpec(_Strict):
@@ -64,14 +72,29 @@ class TrainingSpec(_Strict):
     )
 
 
+FitOn = Literal["auto", "val", "holdout"]
+
+
 class PosthocSpec(_Strict):
-    """A post-hoc method fitted on the dataset's 'val' split; adds a leaderboard row."""
+    """A post-hoc method fitted on held-out data; adds a leaderboard row."""
 
     method: str = Field(description="registered post-hoc method, e.g. 'temperature' or 'pep'")
     params: dict[str, Any] = Field(default_factory=dict)
     name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.-]+$", description="row suffix (default: the method)"
     )
+    fit_on: FitOn = Field(
+        "auto",
+        description="fitting data: 'holdout' (dataset.holdout, held out of the evaluation "
+        "split), 'val' (carved from the training images), or 'auto': holdout when the suite "
+        "has one, else val",
+    )
+
+    def fitting_split(self, dataset: DatasetSpec) -> Literal["val", "holdout"]:
+        """Where this row is fitted: ``fit_on`` with 'auto' resolved against the dataset."""
+        if self.fit_on == "auto":
+            return "holdout" if dataset.holdout is not None else "val"
+        return self.fit_on
 
     @property
     def suffix(self) -> str:
@@ -416,6 +439,17 @@ class Suite(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"models: duplicate name(s) {duplicates}; set distinct 'name:'s")
+        return self
+
+    @model_validator(mode="after")
+    def _holdout_fits_need_a_holdout(self) -> Suite:
+        for model in self.models:
+            for posthoc in model.posthoc:
+                if posthoc.fit_on == "holdout" and self.dataset.holdout is None:
+                    raise ValueError(
+                        f"models: '{model.row_name}+{posthoc.suffix}' has fit_on: holdout but "
+                        "dataset.holdout is not set (e.g. dataset: {holdout: 5000})"
+                    )
         return self
 
     @property

@@ -189,6 +189,22 @@ def search_sigma(
     return golden_section_search(objective, *params.bracket, params.iterations)
 
 
+def bracket_end(sigma: float, params: PEPParams) -> str | None:
+    """'lower' or 'upper' when the searched ``sigma`` came from a final bracket that still
+    touches that end of ``params.bracket`` (every iteration kept that side), else None.
+
+    :func:`golden_section_search` returns the midpoint of the bracket its last iteration
+    started from, whose width is the initial one times phi^(iterations - 1)."""
+    low, high = params.bracket
+    half = (high - low) * ((math.sqrt(5) - 1) / 2) ** (params.iterations - 1) / 2
+    tolerance = 1e-9 * (high - low)
+    if abs(sigma - half - low) <= tolerance:
+        return "lower"
+    if abs(sigma + half - high) <= tolerance:
+        return "upper"
+    return None
+
+
 @register_posthoc("pep", "parameter ensembling by perturbation (Gaussian weight noise)", PEPParams)
 def fit_pep(model: nn.Module, val: ArrayDataset, params: PEPParams, seed: int) -> Ensemble:
     """Choose sigma (unless given) and return the m-member PEP ensemble.
@@ -214,5 +230,12 @@ def fit_pep(model: nn.Module, val: ArrayDataset, params: PEPParams, seed: int) -
         if sigma is None:
             sigma, trace = search_sigma(model, val, params, seed)
     ensemble = pep_ensemble(model, sigma, params.members, seed, params.min_out, params.layers)
-    ensemble.fit_info = {"method": "pep", "sigma": sigma, "search": trace, "perturbed": names}
+    at_bound = None if params.sigma is not None else bracket_end(sigma, params)
+    ensemble.fit_info = {
+        "method": "pep",
+        "sigma": sigma,
+        "search": trace,
+        "perturbed": names,
+        "at_bound": at_bound,
+    }
     return ensemble

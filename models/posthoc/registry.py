@@ -39,8 +39,19 @@ def fit_posthoc(
     val_data: ArrayDataset,
     params: dict[str, Any] | StrictParams | None = None,
     seed: int = 0,
+    *,
+    row: str | None = None,
+    evaluation: ArrayDataset | None = None,
+    fitting_name: str = "the fitting data",
 ) -> nn.Module:
-    """Fit post-hoc ``method`` on ``val_data`` and return the wrapped model (in eval mode)."""
+    """Fit post-hoc ``method`` on ``val_data`` and return the wrapped model (in eval mode).
+
+    With ``row`` the fit is checked (:mod:`models.posthoc.diagnostics`): fitting data without
+    errors, or (given the ``evaluation`` data) seen in training, and a fit that ends at an
+    edge of its interval are refused in one line naming the row; the fitted model's
+    ``fit_info`` then also holds the leakage numbers."""
+    from models.posthoc.diagnostics import degenerate_fit, fitting_data_problem, leakage_report
+
     entry = POSTHOC.get(method)
     try:
         validated = entry.params_model.model_validate(
@@ -49,4 +60,15 @@ def fit_posthoc(
     except ValidationError as exc:
         problems = "; ".join(format_validation_error(exc))
         raise BenchmarkError(f"post-hoc '{method}': {problems}") from None
-    return entry.obj(model.eval(), val_data, validated, seed).eval()
+    report = None
+    if row is not None:
+        report = leakage_report(model, val_data, evaluation or val_data, seed)
+        if (problem := fitting_data_problem(report, fitting_name)) is not None:
+            raise BenchmarkError(f"model '{row}': post-hoc '{method}' refused: {problem}")
+    fitted = entry.obj(model.eval(), val_data, validated, seed).eval()
+    info: dict[str, Any] = getattr(fitted, "fit_info", {})
+    if row is not None and (reason := degenerate_fit(info)) is not None:
+        raise BenchmarkError(f"model '{row}': post-hoc '{method}' refused: {reason}")
+    if report is not None:
+        info["fitting_data"] = {"name": fitting_name, **report.__dict__}
+    return fitted
