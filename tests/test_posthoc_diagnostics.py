@@ -133,3 +133,57 @@ def test_a_pep_sigma_at_the_end_of_its_bracket_is_refused():
     assert unchecked.fit_info["at_bound"] == "lower"
     with pytest.raises(BenchmarkError, match=r"model 'toy\+pep'.*sigma .* lower end"):
         fit_posthoc("pep", model, fitting, params, 0, row="toy+pep")
+
+
+def test_a_holdout_is_removed_from_every_row_and_fits_the_posthoc_rows(tmp_path, write_suite):
+    from benchmark.runner import run_suite
+    from benchmark.runner.jobs import expand_jobs
+    from benchmark.runner.worker import SuiteData
+    from benchmark.suite import load_suite
+    from tests.conftest import tiny_suite
+
+    suite = tiny_suite(tmp_path)
+    suite["dataset"] = {"name": "digits", "split": "test", "holdout": 100}
+    suite["models"] = suite["models"][:1]
+    # a fixed sigma: an untrained model's temperature runs to its bound (refused, as above)
+    suite["models"][0]["posthoc"] = [{"method": "pep", "params": {"sigma": 0.01, "members": 2}}]
+    loaded = load_suite(write_suite(suite))
+    data = SuiteData(loaded)
+    held, evaluated = data.holdout_set(), data.evaluation_set()
+    assert (len(held), len(evaluated)) == (100, 260)
+    assert not set(held.indices.tolist()) & set(evaluated.indices.tolist())
+    name, fitting = data.fitting_set(loaded.models[0].posthoc[0])
+    assert torch.equal(fitting.indices, held.indices) and "held-out" in name
+
+    board = run_suite(loaded, progress=False, log=lambda _m: None).leaderboard
+    assert board["n_examples"].tolist() == [260, 260]
+
+    def keys(dataset: dict) -> dict[str, str]:
+        path = write_suite({**suite, "dataset": dataset}, name="other.yaml")
+        return {j.label: j.key for j in expand_jobs(load_suite(path), "cpu")}
+
+    with_holdout = {j.label: j.key for j in expand_jobs(loaded, "cpu")}
+    assert set(with_holdout.values()).isdisjoint(keys({"name": "digits", "split": "test"}).values())
+    assert set(with_holdout.values()).isdisjoint(
+        keys({"name": "digits", "split": "test", "holdout": 100, "holdout_seed": 1}).values()
+    )
+
+
+def test_fit_on_holdout_needs_a_holdout_and_a_holdout_must_leave_examples(
+    tmp_path, write_suite, capsys
+):
+    from benchmark.cli import main
+    from tests.conftest import tiny_suite
+
+    suite = tiny_suite(tmp_path)
+    suite["models"][0]["posthoc"] = [{"method": "temperature", "fit_on": "holdout"}]
+    assert main(["validate", str(write_suite(suite))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'cnn+temperature' has fit_on: holdout but dataset.holdout" in err[0]
+
+    suite["dataset"] = {"name": "digits", "split": "test", "holdout": 360}
+    assert main(["run", str(write_suite(suite))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(
+        "dataset.holdout: 360 is not smaller than the 'test' split (360 examples)"
+    )
