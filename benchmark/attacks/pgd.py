@@ -75,8 +75,12 @@ def input_gradient(
     logits = None
     for _ in range(samples):
         logits = ctx.model(x)
-        (g,) = torch.autograd.grad(loss_fn(logits, y, target).sum(), x)
-        grad += g
+        loss = loss_fn(logits, y, target).sum()
+        if not loss.requires_grad:  # the forward cut the graph (e.g. ``net(x.detach())``):
+            continue  # no gradient at all, i.e. zero; the sanity checks name it
+        (g,) = torch.autograd.grad(loss, x, allow_unused=True)
+        if g is not None:
+            grad += g
     assert logits is not None
     return grad / samples, logits.detach()
 

@@ -11,8 +11,22 @@ column) with the numbers behind it in ``extras["checks"]``:
 * ``degenerate_gradients`` -- more than ``max_bad_gradient_pct`` of the examples have a zero,
   non-finite or exploding input gradient (gradient masking / obfuscation);
 * ``unbounded_attack_fails`` -- PGD with eps = 1 (the whole input range, Linf) and
-  ``unbounded_steps`` steps leaves more than ``max_unbounded_acc_pct`` accuracy: an attack
-  that cannot win without a budget is not measuring robustness.
+  ``unbounded_steps`` steps, started at the clean image, leaves more than
+  ``max_unbounded_acc_pct`` accuracy: an attack that cannot win without a budget is not
+  measuring robustness (Pintor et al.'s *unreachable misclassification*). It starts at the
+  clean image because a random start at eps = 1 is uniform noise, which misclassifies most
+  images by itself; the accuracy under that noise alone is reported next to it;
+* ``unavailable_gradients`` -- the forward cuts the autograd graph (no gradient at all), or
+  the gradient disagrees with the function: along the gradient's own direction the logit
+  margin changes by far less (or more) than the gradient says, by central finite
+  differences (a decoy: a differentiable path whose value is zero but whose gradient is not);
+* ``unstable_predictions`` -- predictions flip under input noise far below any attack
+  budget (+-``stability_noise``): a forward that is noisy or discontinuous at that scale
+  cannot be attacked by gradients or judged by one pass.
+
+The last three are three of the six indicators of attack failure of Pintor et al. (NeurIPS
+2022); ``benchmark/trust/checks.py`` holds the cross-evaluation ones. Declared randomized
+models skip the finite-difference and stability checks (their passes differ by design).
 """
 
 from __future__ import annotations
@@ -59,23 +73,74 @@ register_flag(
 )
 register_flag(
     "unbounded_attack_fails",
-    "PGD with an unbounded budget (eps = the whole input range) should reach ~0% accuracy; "
-    "if it does not, the attack is not working on this model and its robust accuracy "
-    "measures the attack's failure, not robustness.",
+    "PGD with an unbounded budget (eps = the whole input range), started at the clean image, "
+    "should reach ~0% accuracy; if it does not, the attack is not working on this model and "
+    "its robust accuracy measures the attack's failure, not robustness.",
+)
+register_flag(
+    "unavailable_gradients",
+    "The input gradient is not the model's: the forward cuts the autograd graph, or a step "
+    "along the gradient changes the logit margin by far less (or more) than the gradient "
+    "predicts (central finite differences), as a zero-valued decoy path with a useless "
+    "gradient does. Gradient attacks then follow a gradient of something else: robust "
+    "accuracy is overestimated; use a transfer or decision-based attack.",
+)
+register_flag(
+    "unstable_predictions",
+    "Predictions flip under input noise far below any attack budget: the forward is noisy "
+    "or discontinuous at that scale, so one pass proves nothing and gradients do not "
+    "describe it. Robust accuracy from single passes is not trustworthy.",
 )
 
 
 class SanityParams(StrictParams):
     n_examples: int = Field(100, ge=1)
-    unbounded_steps: int = Field(100, ge=1)
+    unbounded_steps: int = Field(100, ge=1, le=100_000)
     max_unbounded_acc_pct: float = Field(1.0, ge=0, le=100)
     max_bad_gradient_pct: float = Field(10.0, ge=0, le=100)
     exploding_gradient: float = Field(1e6, gt=0)
+    fd_step: float = Field(1e-3, gt=0, le=0.1, description="finite-difference step (L2)")
+    max_gradient_mismatch_pct: float = Field(
+        20.0, ge=0, le=100, description="examples whose gradient the finite difference denies"
+    )
+    stability_noise: float = Field(1e-3, gt=0, le=0.1, description="Linf size of the noise")
+    stability_draws: int = Field(4, ge=1, le=1000)
+    max_unstable_pct: float = Field(5.0, ge=0, le=100)
+
+
+def logit_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """z_y - max_{j != y} z_j per example: piecewise linear for ReLU networks (so central
+    differences are exact away from kinks) and never saturated, unlike the softmax loss."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return true - other
+
+
+def gradient_agreement(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: float
+) -> dict[str, torch.Tensor | bool]:
+    """The logit margin's gradient g against central differences along u = g / |g|_2:
+    autograd says the directional derivative is |g|, the function says
+    (m(x + h u) - m(x - h u)) / 2h. ``cut``: the output has no graph to the input."""
+    x = x.detach().requires_grad_(True)
+    margin = logit_margin(model(x), y)
+    if not margin.requires_grad:
+        zeros = torch.zeros(len(x), device=x.device)
+        return {"cut": True, "autograd": zeros, "finite_difference": zeros}
+    (grad,) = torch.autograd.grad(margin.sum(), x, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(x)
+    norms = grad.flatten(1).norm(dim=1)
+    direction = grad / norms.clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
+    with torch.no_grad():
+        up = logit_margin(model(x + step * direction), y)
+        down = logit_margin(model(x - step * direction), y)
+    return {"cut": False, "autograd": norms.detach(), "finite_difference": (up - down) / (2 * step)}
 
 
 @register_evaluation("sanity", "checks for gradient masking, probability outputs, randomness")
 class SanityChecks(Evaluation):
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: FD gradient check, stability, unbounded PGD from clean
     Params = SanityParams
     params: SanityParams
     # Diagnostics of the evaluation, not qualities of the model: the flags count has no better
@@ -85,6 +150,13 @@ class SanityChecks(Evaluation):
         MetricSpec("n_flags", "count", "none", "number of failed sanity checks"),
         MetricSpec(
             "unbounded_acc_pct", "%", "lower", "accuracy under PGD with eps = 1 (should be ~0)"
+        ),
+        MetricSpec(
+            "noise_only_acc_pct",
+            "%",
+            "none",
+            "accuracy on uniform noise filling the eps = 1 ball (a random start alone)",
+            detail=True,
         ),
     )
 
@@ -132,6 +204,7 @@ class SanityChecks(Evaluation):
         )
         with frozen_parameters(model):
             grad, _ = input_gradient(actx, x, y, None, "ce")
+            agreement = gradient_agreement(model, x, y, p.fd_step)
         norms = grad.flatten(1).norm(dim=1)
         bad = (norms == 0) | ~torch.isfinite(norms) | (norms > p.exploding_gradient)
         checks["degenerate_gradients"] = {
@@ -140,6 +213,8 @@ class SanityChecks(Evaluation):
             "exploding_pct": 100.0 * float((norms > p.exploding_gradient).float().mean()),
             "failed": 100.0 * float(bad.float().mean()) > p.max_bad_gradient_pct,
         }
+        checks["unavailable_gradients"] = self._agreement_check(agreement, randomized)
+        checks["unstable_predictions"] = self._stability_check(model, x, first, randomized, ctx)
 
         x_adv = run_pgd(
             x,
@@ -148,22 +223,73 @@ class SanityChecks(Evaluation):
             steps=p.unbounded_steps,
             step_size=2.5 / p.unbounded_steps,
             restarts=1,
-            start_random=True,
+            start_random=False,  # from the clean image: noise alone must not count
             loss="ce",
             targeted=False,
             early_stop=not randomized,
         )
         with torch.no_grad():
             logits = model(x_adv)
+            noise = torch.rand(x.shape, generator=actx.generator).to(ctx.device)
+            noise_logits = model(noise)
         check_finite(logits, "sanity: unbounded attack")  # NaN's argmax would count
         unbounded_acc = 100.0 * float((logits.argmax(1) == y).float().mean())
+        noise_acc = 100.0 * float((noise_logits.argmax(1) == y).float().mean())
         checks["unbounded_attack_fails"] = {
             "accuracy_at_eps_1_pct": unbounded_acc,
+            "noise_only_accuracy_pct": noise_acc,
             "failed": unbounded_acc > p.max_unbounded_acc_pct,
         }
 
         flags = [name for name, check in checks.items() if check["failed"]]
         records = pd.DataFrame({"index": data.indices.numpy(), "grad_norm": norms.cpu().numpy()})
-        metrics = {"n_flags": float(len(flags)), "unbounded_acc_pct": unbounded_acc}
+        metrics = {
+            "n_flags": float(len(flags)),
+            "unbounded_acc_pct": unbounded_acc,
+            "noise_only_acc_pct": noise_acc,
+        }
         extras = {"n_examples": len(data), "flags": flags, "checks": checks}
         return EvaluationResult(metrics, records, extras)
+
+    def _agreement_check(
+        self, agreement: dict[str, torch.Tensor | bool], randomized: bool
+    ) -> dict[str, float | bool]:
+        if agreement["cut"]:
+            return {"graph_cut": True, "mismatch_pct": 100.0, "failed": True}
+        if randomized:  # two noisy passes differ by design: no finite difference to compare
+            return {"graph_cut": False, "mismatch_pct": float("nan"), "failed": False}
+        ad = agreement["autograd"]
+        fd = agreement["finite_difference"]
+        assert isinstance(ad, torch.Tensor) and isinstance(fd, torch.Tensor)
+        scale = torch.maximum(ad.abs(), fd.abs())
+        # both ~0 is a zero gradient of a flat function (degenerate_gradients' business)
+        mismatch = (scale > 1e-6) & ((ad - fd).abs() > 0.5 * scale)
+        pct = 100.0 * float(mismatch.float().mean())
+        return {
+            "graph_cut": False,
+            "mismatch_pct": pct,
+            "median_autograd": float(ad.median()),
+            "median_finite_difference": float(fd.median()),
+            "failed": pct > self.params.max_gradient_mismatch_pct,
+        }
+
+    def _stability_check(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        clean_logits: torch.Tensor,
+        randomized: bool,
+        ctx: EvalContext,
+    ) -> dict[str, float | bool]:
+        if randomized:
+            return {"flipped_pct": float("nan"), "failed": False}
+        p = self.params
+        generator = torch.Generator().manual_seed(ctx.seed % (2**63))
+        reference = clean_logits.argmax(1)
+        flipped = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        with torch.no_grad():
+            for _ in range(p.stability_draws):
+                noise = (torch.rand(x.shape, generator=generator) * 2 - 1) * p.stability_noise
+                flipped |= model((x + noise.to(x.device)).clamp(0, 1)).argmax(1) != reference
+        pct = 100.0 * float(flipped.float().mean())
+        return {"flipped_pct": pct, "failed": pct > p.max_unstable_pct}
