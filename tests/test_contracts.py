@@ -56,6 +56,7 @@ FIXED_EPS_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "autoattack": {
         norm: {"version": "custom", "attacks_to_run": ["apgd-ce"]} for norm in ("Linf", "L2")
     },
+    "hopskipjump": {norm: {"steps": 2, "initial_gradient_eval_steps": 10} for norm in EPS},
     # the wrapped class decides the norm: an L2 run needs an L2 attack
     "torchattacks": {
         "Linf": {"attack": "PGD", "kwargs": {"steps": 2}},
@@ -112,6 +113,16 @@ EVALUATION_PARAMS: dict[str, dict[str, Any]] = {
         "cache_dir": None,  # nothing written to the working tree
     },
     "sanity": {"n_examples": 16, "unbounded_steps": 5},
+    "hopskipjump": {"eps": 0.1, "steps": 2, "initial_gradient_eval_steps": 10, "n_examples": 16},
+    "adaptive": {
+        "eps": 0.1,
+        "n_examples": 16,
+        "fallbacks": "always",
+        "whitebox": {"type": "pgd", "params": {"steps": 2}},
+        "scale_invariant": {"type": "pgd", "params": {"steps": 2, "loss": "dlr"}},
+        "decision_based": {"type": "hopskipjump", "params": {"steps": 2}},
+        "indicators": {"unbounded_steps": 5},
+    },
     "test_metric_specs_plugin": {},  # tests/test_metric_specs.py's plugin
     # tests/test_cross_model.py's plugins (their run is ordinary; their cross-model step is not)
     "test_cross_model_share": {},

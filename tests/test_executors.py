@@ -43,9 +43,11 @@ def reduced_quickstart(folder: Path) -> dict[str, Any]:
     suite = yaml.safe_load((REPO / "suites" / "quickstart.yaml").read_text())
     suite["dataset"]["n_examples"] = 24
     suite["batch_size"] = 64
-    suite["models"][0]["training"] = copy.deepcopy(FAST_TRAINING)
-    suite["models"][1]["training"] = copy.deepcopy(FAST_TRAINING)
-    suite["models"][1]["params"] = {"width": 0.25}
+    for model in suite["models"]:
+        if "training" in model:
+            model["training"] = copy.deepcopy(FAST_TRAINING)
+        if model["model"] == "resnet20":
+            model["params"] = {"width": 0.25}
     suite["evaluations"] = [
         {"type": "clean", "params": {"bootstrap": 20}},
         {"type": "fgsm", "params": {"norm": "Linf", "eps": 0.1}},
@@ -75,7 +77,8 @@ def test_ray_run_with_two_workers_equals_the_local_run(tmp_path):
     pd.testing.assert_frame_equal(local, ray_board, check_exact=True)
     assert local["model"].tolist() == [
         "small_cnn",
-        "small_cnn+temperature",
+        "small_cnn_w0.125",
+        "small_cnn_w0.125+temperature",
         "resnet20_w0.5",
         "small_cnn_untrained",
     ]

@@ -138,3 +138,52 @@ def test_no_false_alarm_on_real_checkpoints(key):
     data = load_dataset("cifar10", "test", root=str(DATA)).subset(100, seed=0)
     result = sanity(model.eval(), data)
     assert result.extras["flags"] == [], result.extras["checks"]
+
+
+def adaptive(model: torch.nn.Module, data, **params):
+    entry = EVALUATIONS.get("adaptive")
+    defaults = {
+        "eps": 0.1,
+        "n_examples": 50,
+        "whitebox": {"type": "pgd", "params": {"steps": 20}},
+        "decision_based": {"type": "hopskipjump", "params": {"steps": 8}},
+    }
+    ctx = EvalContext(CPU, 128, 0, progress=False, randomized=False)
+    return entry.obj(entry.params_model.model_validate({**defaults, **params})).run(
+        model, data, ctx
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "fallbacks"),
+    [
+        ("logit_scaling", ["pgd_dlr", "hopskipjump"]),
+        ("detach_decoy", ["pgd_dlr", "hopskipjump"]),
+        ("one_hot", ["pgd_dlr", "hopskipjump"]),
+        ("undeclared_noise", ["eot", "pgd_dlr", "hopskipjump"]),
+    ],
+)
+def test_adaptive_fallbacks_find_what_pgd_misses(trained, name, fallbacks):
+    """Each masked wrapper keeps its indicators' flags, runs the fallbacks they call for,
+    and ends far below plain PGD's number on the same examples (the truth, the wrapped
+    model's own PGD accuracy, is about 20 %)."""
+    model, data = trained
+    wrapper = masked_zoo(model, 64, 10)[name]
+    result = adaptive(wrapper, data)
+    assert result.extras["fallbacks"] == fallbacks
+    assert result.extras["flags"]
+    plain = pgd_accuracy(wrapper, data.subset(50, seed=0))
+    assert result.metrics["robust_acc_pct"] < plain - 25, (result.metrics, plain)
+    broken = result.records["broken_by"]
+    clean = result.records["clean_correct"].to_numpy(bool)
+    robust = result.records["robust"].to_numpy(bool)
+    assert ((broken != "") == (clean & ~robust)).all()  # every break has its attack
+    assert sum(result.extras["broken_by"].values()) == int((clean & ~robust).sum())
+
+
+def test_adaptive_runs_no_fallback_on_a_model_with_working_gradients(trained):
+    model, data = trained
+    result = adaptive(model, data)
+    assert result.extras["fallbacks"] == [] and "flags" not in result.extras
+    assert set(result.records["broken_by"]) <= {"", "whitebox"}
+    assert result.metrics["subset_clean_acc_pct"] >= result.metrics["robust_acc_pct"]

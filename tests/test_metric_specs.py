@@ -113,6 +113,19 @@ ALL_TYPES_SUITE: list[dict[str, Any]] = [
     {"type": "ensemble_size", "params": {"sizes": [1, 2], "n_examples": 16}},
     {"type": "ood_detection", "params": {"dataset": "digits", "split": "val", "n_examples": 16}},
     {"type": "consistency", "params": {"frames": 3, "n_examples": 16}},
+    {"type": "hopskipjump", "params": {"eps": 0.1, "steps": 2, "n_examples": 8}},
+    {
+        "type": "adaptive",
+        "params": {
+            "eps": 0.1,
+            "n_examples": 8,
+            "fallbacks": "always",
+            "whitebox": {"type": "pgd", "params": {"steps": 2}},
+            "scale_invariant": {"type": "pgd", "params": {"steps": 2, "loss": "dlr"}},
+            "decision_based": {"type": "hopskipjump", "params": {"steps": 2}},
+            "indicators": {"unbounded_steps": 5},
+        },
+    },
 ]
 # two cheap rows (the replica group and the mCE reference need two), 32 digits
 MODELS = [

@@ -1,6 +1,7 @@
 """Evaluation types: the registry plus built-ins (importing this module registers them)."""
 
 from benchmark.evaluations import (
+    adaptive,
     adversarial,
     clean,
     consistency,
@@ -23,6 +24,7 @@ __all__ = [
     "EvalContext",
     "Evaluation",
     "EvaluationResult",
+    "adaptive",
     "adversarial",
     "clean",
     "consistency",

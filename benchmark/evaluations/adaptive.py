@@ -1,0 +1,190 @@
+"""``adaptive``: one threat model's robust accuracy that a masked model cannot fake.
+
+A plain ``pgd`` row reports what PGD found; on a model with detached, decoy or hard-label
+outputs that is the clean accuracy. This evaluation first runs the indicators of attack
+failure (``sanity``'s checks, on its own examples), then the white-box attack, then the
+fallback each indicator calls for, on the examples still robust:
+
+=====================================================  ======================================
+indicator                                              what runs next
+=====================================================  ======================================
+``undeclared_randomness`` / ``unstable_predictions``   the white-box attack with EOT, judged
+                                                       by the mean of ``n_samples`` passes
+``degenerate_gradients`` / ``unavailable_gradients``   PGD with the scale-invariant DLR loss
+/ ``unbounded_attack_fails`` / ``outputs_probabilities``  (undoes logit scaling and saturated
+                                                       softmax outputs), then the
+                                                       decision-based attack (labels only:
+                                                       HopSkipJump by default)
+=====================================================  ======================================
+
+Every candidate is checked and judged by fresh passes as in every adversarial evaluation
+(:func:`benchmark.evaluations.adversarial.worst_case`); the robust accuracy is the per-example
+worst case over everything run, each example records the attack that broke it, and the
+indicators' flags stay on the row: the number is the best the harness can do, and the flag
+says that a gradient attack alone could not be trusted on this model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+from torch import nn
+
+from benchmark.attacks import Attack, parse_eps
+from benchmark.datasets.base import ArrayDataset
+from benchmark.errors import BenchmarkError
+from benchmark.evaluations.adversarial import (
+    THREAT_METRICS,
+    AdversarialEvaluation,
+    AttackSpec,
+    ThreatParams,
+    outcome_records,
+    summarize_records,
+    worst_case,
+)
+from benchmark.evaluations.base import EVALUATIONS, EvalContext, EvaluationResult
+from benchmark.evaluations.sanity import SanityChecks, SanityParams
+from benchmark.metrics.specs import MetricSpec
+from benchmark.registry import Entry, StrictParams
+
+RANDOMNESS = {"undeclared_randomness", "unstable_predictions"}
+NO_USABLE_GRADIENT = {
+    "degenerate_gradients",
+    "unavailable_gradients",
+    "unbounded_attack_fails",
+    "outputs_probabilities",
+}
+
+
+class AdaptiveParams(ThreatParams):
+    n_examples: int | None = Field(
+        100, ge=1, description="a fixed seeded subset (indicators and fallbacks cost queries)"
+    )
+    whitebox: AttackSpec = Field(
+        default_factory=lambda: AttackSpec(type="pgd", params={"steps": 50}),
+        description="the gradient attack run first",
+    )
+    scale_invariant: AttackSpec = Field(
+        default_factory=lambda: AttackSpec(type="pgd", params={"steps": 50, "loss": "dlr"}),
+        description="the gradient fallback whose loss ignores the logits' scale",
+    )
+    decision_based: AttackSpec = Field(
+        default_factory=lambda: AttackSpec(type="hopskipjump"),
+        description="the label-only fallback for models without a usable gradient",
+    )
+    fallbacks: str = Field(
+        "on_indicator", pattern="^(on_indicator|always)$", description="when fallbacks run"
+    )
+    indicators: SanityParams = Field(default_factory=SanityParams)
+
+
+class AdaptiveEvaluation(AdversarialEvaluation):
+    """Indicators, then the white-box attack, then the fallbacks they call for."""
+
+    version: ClassVar[str] = "1"
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
+        *THREAT_METRICS,
+        MetricSpec(
+            "subset_clean_acc_pct",
+            "%",
+            "higher",
+            "clean accuracy on this evaluation's own examples (the robust accuracy's ceiling)",
+            detail=True,
+        ),
+        MetricSpec("n_fallbacks", "count", "none", "fallback attacks run", detail=True),
+    )
+
+    Params = AdaptiveParams  # type: ignore[assignment]
+    params: AdaptiveParams
+
+    @classmethod
+    def default_name(cls, params: StrictParams) -> str:
+        return f"adaptive_{params.norm.lower()}_{params.eps}"  # type: ignore[attr-defined]
+
+    @classmethod
+    def attack_kind(cls, params: StrictParams) -> str | None:
+        return "adaptive"  # a mix chosen per model: not paired by the kind-based checks
+
+    @classmethod
+    def attacks_used(cls, params: StrictParams) -> list[str]:
+        p: AdaptiveParams = params  # type: ignore[assignment]
+        specs = [p.whitebox, p.scale_invariant, p.decision_based]
+        return list(dict.fromkeys(["pgd", *(spec.type for spec in specs)]))
+
+    def attacks(self) -> list[tuple[str, Attack]]:
+        """(label, attack) in the order they may run: white-box, then the fallbacks."""
+        p = self.params
+        specs = {
+            "whitebox": p.whitebox,
+            "scale_invariant": p.scale_invariant,
+            "decision_based": p.decision_based,
+        }
+        return [(label, spec.build(p.norm)) for label, spec in specs.items()]
+
+    def run_shard(
+        self, model: nn.Module, data: ArrayDataset, ctx: EvalContext, start: int, stop: int
+    ) -> EvaluationResult:
+        raise BenchmarkError("shard_size: the adaptive evaluation is not shardable")
+
+    def _evaluate(
+        self, model: nn.Module, data: ArrayDataset, ctx: EvalContext, offset: int
+    ) -> EvaluationResult:
+        p = self.params
+        indicators = p.indicators.model_copy(update={"n_examples": len(data)})
+        checks = SanityChecks(indicators).run(model, data, ctx)
+        flags: list[str] = list(checks.extras["flags"])
+        attack_ctx = ctx
+        fallbacks: list[str] = []
+        if RANDOMNESS & set(flags) and not ctx.randomized:
+            attack_ctx = dataclasses.replace(ctx, randomized=True)  # EOT, mean predictions
+            fallbacks.append("eot")
+        whitebox, scale_invariant, decision = self.attacks()
+        attacks = [whitebox]
+        if p.fallbacks == "always" or NO_USABLE_GRADIENT & set(flags):
+            attacks += [scale_invariant, decision]
+            fallbacks += [f"{p.scale_invariant.type}_{p.scale_invariant.params.get('loss', 'ce')}"]
+            fallbacks.append(p.decision_based.type)
+        outcome = worst_case(
+            model, data, attacks, p.norm, parse_eps(p.eps), p, attack_ctx, offset=offset
+        )
+        records = outcome_records(data, outcome)
+        achieved = np.full(len(data), "", dtype=object)
+        previous = outcome["clean_correct"].numpy()
+        for label, _ in attacks:
+            after = outcome["after"][label].numpy()
+            achieved[previous & ~after] = label
+            previous = after
+        records["broken_by"] = achieved
+        metrics = summarize_records(records)
+        metrics["subset_clean_acc_pct"] = 100.0 * float(outcome["clean_correct"].float().mean())
+        metrics["n_fallbacks"] = float(len(fallbacks))
+        counts = {label: int((achieved == label).sum()) for label, _ in attacks}
+        extras: dict[str, Any] = {
+            "n_examples": len(data),
+            "n_clean_correct": int(outcome["clean_correct"].sum()),
+            "n_invalid": int(outcome["invalid"].sum()),
+            "randomized": attack_ctx.randomized,
+            "norm": p.norm,
+            "eps": p.eps,
+            "eps_value": parse_eps(p.eps),
+            "fallbacks": fallbacks,
+            "broken_by": counts,
+            "indicators": checks.extras["checks"],
+        }
+        if flags:
+            extras["flags"] = sorted(flags)
+        return EvaluationResult(metrics, records, extras)
+
+
+def register_builtin() -> None:
+    if "adaptive" not in EVALUATIONS:
+        description = "indicators of attack failure, then the matching fallbacks; worst case"
+        EVALUATIONS.add(
+            Entry("adaptive", AdaptiveEvaluation, description, AdaptiveEvaluation.Params)
+        )
+
+
+register_builtin()
