@@ -155,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="output folder (default <leaderboard_dir>/robustbench)",
     )
+    export.add_argument(
+        "--allow-flagged",
+        action="store_true",
+        help="also export rows with trust flags (the flags become the entry's footnote)",
+    )
     return parser
 
 
@@ -321,7 +326,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, args.overrides)
     frame = read_leaderboard(Path(suite.leaderboard_dir) / f"{suite.name}.csv")
     out = args.out or str(Path(suite.leaderboard_dir) / "robustbench")
-    written = export_entries(suite, frame, out)
+    written = export_entries(suite, frame, out, allow_flagged=args.allow_flagged)
     if not written:
         raise BenchmarkError(
             f"{args.suite}: nothing to export: no row has a standard AutoAttack or standard "

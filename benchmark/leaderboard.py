@@ -80,8 +80,46 @@ def read_columns(csv_path: str | Path) -> dict[str, MetricSpec]:
     return columns_from_json(payload)
 
 
+# Marks a robust accuracy whose row carries a trust flag, wherever a person reads it
+# (Markdown, terminal, HTML); the CSV keeps the number numeric and the ``flags`` column.
+FLAG_MARK = " (flagged)"
+
+
+def is_robustness_column(column: str) -> bool:
+    """A robust-accuracy number (every attack evaluation's headline, sweeps included): the
+    numbers a masked, noisy or lying model inflates, hence the ones a flag puts in doubt."""
+    return str(column).endswith("_robust_acc_pct")
+
+
+def flagged_rows(frame: pd.DataFrame) -> pd.Series:
+    """True for the rows whose ``flags`` column names at least one flag."""
+    if "flags" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["flags"].astype(object).fillna("").astype(str).str.strip() != ""
+
+
+def mark_flagged(frame: pd.DataFrame, fmt: str = "{:.4g}") -> pd.DataFrame:
+    """A copy with the robust accuracies of flagged rows as text ending in FLAG_MARK (the
+    other rows' numbers formatted alike), for views people read."""
+    flagged = flagged_rows(frame)
+    if not flagged.any():
+        return frame
+    view = frame.copy()
+
+    def marked(value: object, bad: bool) -> object:
+        if not isinstance(value, str):
+            if pd.isna(value):  # type: ignore[call-overload]
+                return value
+            value = fmt.format(value)
+        return value + FLAG_MARK if bad else value
+
+    for column in [c for c in view.columns if is_robustness_column(c)]:
+        view[column] = [marked(v, b) for v, b in zip(view[column], flagged, strict=True)]
+    return view
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".4g")
+    return mark_flagged(frame).to_markdown(index=False, floatfmt=".4g")
 
 
 # Leaderboard columns that describe a row rather than measure it, left to the files.
@@ -111,7 +149,7 @@ def terminal_view(
                 for m, lo, hi in zip(view[main], view[low], view[high], strict=True)
             ]
             view = view.drop(columns=[low, high])
-    return view
+    return mark_flagged(view)
 
 
 def format_table(
@@ -168,4 +206,7 @@ def sort_leaderboard(
                 "add --ascending or --descending"
             )
         ascending = direction == "lower"
-    return frame.sort_values(column, ascending=ascending, kind="stable").reset_index(drop=True)
+    ordered = frame.sort_values(column, ascending=ascending, kind="stable")
+    # a flagged row never sorts above an unflagged one: its number may be the attack's failure
+    ordered = ordered.iloc[flagged_rows(ordered).to_numpy().argsort(kind="stable")]
+    return ordered.reset_index(drop=True)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from benchmark.cli import main
+from benchmark.errors import BenchmarkError
 from benchmark.robustbench import read_entries, reference_rows, to_entries
 from benchmark.suite import load_suite
 from models import MODELS
@@ -160,7 +161,12 @@ def test_export_uses_robustbench_fields_with_numbers_as_numbers(aa_suite, tmp_pa
 
     from benchmark.robustbench import export_entries
 
-    paths = export_entries(aa_suite, frame, tmp_path / "rb")
+    # a flagged row is refused unless asked for; then it carries its flags as the footnote
+    with pytest.raises(BenchmarkError, match=r"row\(s\) rn20 carry trust flags.*--allow-flagged"):
+        export_entries(aa_suite, frame, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    paths = export_entries(aa_suite, frame, tmp_path / "rb", allow_flagged=True)
+    assert json.loads(paths[1].read_text())["footnote"] == "trust flags: degenerate_gradients"
     assert paths[0] == tmp_path / "rb" / "digits" / "Linf" / "cnn.json"
     assert json.loads(paths[0].read_text()) == cnn
     # and what we export reads back as reference rows with the same numbers

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.leaderboard import FLAG_MARK, flagged_rows, is_robustness_column
 from benchmark.metrics.specs import MetricSpec
 from benchmark.report.figures import eps_curve_uri, reliability_uri, severity_uris
 from benchmark.results import CorruptionSummary
@@ -90,7 +91,7 @@ def leaderboard_table(
         else:
             table.append(Column(str(name), True, spec.direction, spec.unit, spec.description))
     rows = []
-    for _, record in frame.iterrows():
+    for (_, record), flagged in zip(frame.iterrows(), flagged_rows(frame), strict=True):
         cells = []
         for column in table:
             raw = record[column.name]
@@ -108,6 +109,8 @@ def leaderboard_table(
             high = _number(record.get(f"{column.name}_ci_high"))
             if low is not None and high is not None:
                 text += f" [{low:.3g}, {high:.3g}]"
+            if flagged and is_robustness_column(column.name):
+                text += FLAG_MARK
             cells.append(Cell(text, repr(number)))
         rows.append(cells)
     return table, rows

@@ -119,10 +119,23 @@ def to_entries(suite: Any, frame: pd.DataFrame) -> list[tuple[str, str, dict[str
     return entries
 
 
-def export_entries(suite: Any, frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Write ``<out_dir>/<dataset>/<threat model>/<model>.json`` per entry; return paths."""
+def export_entries(
+    suite: Any, frame: pd.DataFrame, out_dir: str | Path, allow_flagged: bool = False
+) -> list[Path]:
+    """Write ``<out_dir>/<dataset>/<threat model>/<model>.json`` per entry; return paths.
+
+    A row with trust flags is refused (its robust accuracy may measure the attack's failure)
+    unless ``allow_flagged``; then its entry carries the flags as its footnote."""
+    entries = to_entries(suite, frame)
+    flagged = sorted({e["name"] for _, _, e in entries if "footnote" in e})
+    if flagged and not allow_flagged:
+        raise BenchmarkError(
+            f"export: row(s) {', '.join(flagged)} carry trust flags (see `check`); their "
+            "robust accuracy may measure an attack's failure: fix them, or export them with "
+            "--allow-flagged (the flags become the entry's footnote)"
+        )
     written = []
-    for threat, model, entry in to_entries(suite, frame):
+    for threat, model, entry in entries:
         stem = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in model)
         path = Path(out_dir) / suite.dataset.name / threat / f"{stem}.json"
         write_text_atomic(path, json.dumps(entry, indent=2) + "\n")
