@@ -108,7 +108,7 @@ def mark_flagged(frame: pd.DataFrame, fmt: str = "{:.4g}") -> pd.DataFrame:
 
     def marked(value: object, bad: bool) -> object:
         if not isinstance(value, str):
-            if pd.isna(value):  # type: ignore[call-overload]
+            if pd.isna(value):
                 return value
             value = fmt.format(value)
         return value + FLAG_MARK if bad else value

@@ -177,8 +177,10 @@ def test_adaptive_fallbacks_find_what_pgd_misses(trained, name, fallbacks):
     broken = result.records["broken_by"]
     clean = result.records["clean_correct"].to_numpy(bool)
     robust = result.records["robust"].to_numpy(bool)
-    assert ((broken != "") == (clean & ~robust)).all()  # every break has its attack
+    assert ((broken != "") == (clean & ~robust)).all()  # every counted break has its cause
     assert sum(result.extras["broken_by"].values()) == int((clean & ~robust).sum())
+    if result.extras["n_silent_success"]:  # noisy models: attack verdicts fresh passes deny
+        assert "silent_success" in result.extras["flags"]
 
 
 def test_adaptive_runs_no_fallback_on_a_model_with_working_gradients(trained):

@@ -49,6 +49,14 @@ from benchmark.evaluations.base import EVALUATIONS, EvalContext, EvaluationResul
 from benchmark.evaluations.sanity import SanityChecks, SanityParams
 from benchmark.metrics.specs import MetricSpec
 from benchmark.registry import Entry, StrictParams
+from benchmark.trust.flags import register_flag
+
+register_flag(
+    "silent_success",
+    "Examples an attack judged adversarial during its run are classified correctly by fresh "
+    "passes on the same inputs: the forward is noisy or behaves differently while attacked, "
+    "so the attack's own verdicts cannot be trusted (only the fresh passes are counted).",
+)
 
 RANDOMNESS = {"undeclared_randomness", "unstable_predictions"}
 NO_USABLE_GRADIENT = {
@@ -157,11 +165,22 @@ class AdaptiveEvaluation(AdversarialEvaluation):
             after = outcome["after"][label].numpy()
             achieved[previous & ~after] = label
             previous = after
+        # The number counted is the fresh passes' verdict (worst_case's final re-evaluation):
+        # a break the attack saw but the fresh passes do not is a silent success (Pintor et
+        # al.'s first indicator: a noisy or lying forward); a fresh-pass error no attack
+        # claimed is the final pass's own (a randomized model misclassifying its input).
+        final_broken = (outcome["clean_correct"] & ~outcome["robust"]).numpy()
+        silent = (achieved != "") & ~final_broken
+        achieved[silent] = ""
+        achieved[final_broken & (achieved == "")] = "final_pass"
+        if silent.any():
+            flags.append("silent_success")
         records["broken_by"] = achieved
         metrics = summarize_records(records)
         metrics["subset_clean_acc_pct"] = 100.0 * float(outcome["clean_correct"].float().mean())
         metrics["n_fallbacks"] = float(len(fallbacks))
-        counts = {label: int((achieved == label).sum()) for label, _ in attacks}
+        labels = [label for label, _ in attacks] + ["final_pass"]
+        counts = {label: int((achieved == label).sum()) for label in labels}
         extras: dict[str, Any] = {
             "n_examples": len(data),
             "n_clean_correct": int(outcome["clean_correct"].sum()),
@@ -172,6 +191,7 @@ class AdaptiveEvaluation(AdversarialEvaluation):
             "eps_value": parse_eps(p.eps),
             "fallbacks": fallbacks,
             "broken_by": counts,
+            "n_silent_success": int(silent.sum()),
             "indicators": checks.extras["checks"],
         }
         if flags:
