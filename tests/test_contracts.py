@@ -45,6 +45,7 @@ CPU = torch.device("cpu")
 EPS = {"Linf": 0.1, "L2": 0.5}
 TOLERANCE = (1e-5, 1e-6)  # relative, absolute: float32 rounding of x + delta
 SEED = 11
+SURROGATE = "self"  # the surrogate row name transfer attacks are given in these contracts
 
 # --- how each registered entry is exercised --------------------------------------------------
 
@@ -57,6 +58,7 @@ FIXED_EPS_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
         norm: {"version": "custom", "attacks_to_run": ["apgd-ce"]} for norm in ("Linf", "L2")
     },
     "hopskipjump": {norm: {"steps": 2, "initial_gradient_eval_steps": 10} for norm in EPS},
+    "transfer": {norm: {"surrogate": SURROGATE, "steps": 2} for norm in EPS},
     # the wrapped class decides the norm: an L2 run needs an L2 attack
     "torchattacks": {
         "Linf": {"attack": "PGD", "kwargs": {"steps": 2}},
@@ -114,6 +116,7 @@ EVALUATION_PARAMS: dict[str, dict[str, Any]] = {
     },
     "sanity": {"n_examples": 16, "unbounded_steps": 5},
     "hopskipjump": {"eps": 0.1, "steps": 2, "initial_gradient_eval_steps": 10, "n_examples": 16},
+    "transfer": {"eps": 0.1, "surrogate": SURROGATE, "steps": 2, "n_examples": 16},
     "adaptive": {
         "eps": 0.1,
         "n_examples": 16,
@@ -236,6 +239,7 @@ def _context(model: nn.Module, norm: str, eps: float) -> AttackContext:
         randomized=False,
         eot_samples=1,
         generator=torch.Generator().manual_seed(SEED),
+        surrogates={SURROGATE: model},  # transfer attacks craft on the model itself here
     )
 
 
@@ -401,7 +405,9 @@ def _expected_groups(key: str, records: pd.DataFrame) -> list[pd.DataFrame]:
 
 def _run(evaluation, model, data, salt: int):
     _other_global_rng_state(salt)
-    return evaluation.run(model, data, EvalContext.for_model(model, CPU, 16, SEED, False))
+    ctx = EvalContext.for_model(model, CPU, 16, SEED, False)
+    ctx.surrogates = {SURROGATE: model}
+    return evaluation.run(model, data, ctx)
 
 
 def _same(a: float, b: float) -> bool:

@@ -115,6 +115,7 @@ ALL_TYPES_SUITE: list[dict[str, Any]] = [
     {"type": "ood_detection", "params": {"dataset": "digits", "split": "val", "n_examples": 16}},
     {"type": "consistency", "params": {"frames": 3, "n_examples": 16}},
     {"type": "hopskipjump", "params": {"eps": 0.1, "steps": 2, "n_examples": 8}},
+    {"type": "transfer", "params": {"eps": 0.1, "surrogate": "cnn", "steps": 2, "n_examples": 8}},
     {
         "type": "adaptive",
         "params": {

@@ -1,7 +1,8 @@
 """Adversarial attacks (search only) and threat models; importing registers the built-ins:
-fixed-eps (PGD, FGSM, Square, AutoAttack, torchattacks) and minimal-norm (CW, DDN, FMN)."""
+fixed-eps (PGD, FGSM, Square, AutoAttack, HopSkipJump, transfer, torchattacks) and
+minimal-norm (CW, DDN, FMN)."""
 
-from benchmark.attacks import library, minimal, pgd
+from benchmark.attacks import library, minimal, pgd, transfer
 from benchmark.attacks.base import (
     ATTACKS,
     Attack,
@@ -32,5 +33,6 @@ __all__ = [
     "perturbation_norm",
     "pgd",
     "register_attack",
+    "transfer",
     "valid_adversarial",
 ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal, TypeVar
 
 import torch
@@ -51,6 +51,8 @@ class AttackContext:
     # (:func:`example_generators`), so an outcome never depends on the batch's other examples.
     example_ids: torch.Tensor | None = None
     label: str = ""
+    # Other rows' models a transfer attack crafts on (name -> model), from the runner.
+    surrogates: dict[str, nn.Module] = field(default_factory=dict)
 
 
 def example_generators(ctx: AttackContext, *purpose: object) -> list[torch.Generator] | None:

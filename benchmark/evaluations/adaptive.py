@@ -12,9 +12,10 @@ indicator                                              what runs next
                                                        by the mean of ``n_samples`` passes
 ``degenerate_gradients`` / ``unavailable_gradients``   PGD with the scale-invariant DLR loss
 / ``unbounded_attack_fails`` / ``outputs_probabilities``  (undoes logit scaling and saturated
-                                                       softmax outputs), then the
-                                                       decision-based attack (labels only:
-                                                       HopSkipJump by default)
+                                                       softmax outputs), the transfer attack
+                                                       from a surrogate row when ``transfer``
+                                                       names one, then the decision-based
+                                                       attack (labels only: HopSkipJump)
 =====================================================  ======================================
 
 Every candidate is checked and judged by fresh passes as in every adversarial evaluation
@@ -79,6 +80,11 @@ class AdaptiveParams(ThreatParams):
         default_factory=lambda: AttackSpec(type="pgd", params={"steps": 50, "loss": "dlr"}),
         description="the gradient fallback whose loss ignores the logits' scale",
     )
+    transfer: AttackSpec | None = Field(
+        None,
+        description="a transfer attack from a surrogate row, e.g. {type: transfer, params: "
+        "{surrogate: resnet20}}: run before the decision-based one when it is set",
+    )
     decision_based: AttackSpec = Field(
         default_factory=lambda: AttackSpec(type="hopskipjump"),
         description="the label-only fallback for models without a usable gradient",
@@ -119,8 +125,8 @@ class AdaptiveEvaluation(AdversarialEvaluation):
     @classmethod
     def attacks_used(cls, params: StrictParams) -> list[str]:
         p: AdaptiveParams = params  # type: ignore[assignment]
-        specs = [p.whitebox, p.scale_invariant, p.decision_based]
-        return list(dict.fromkeys(["pgd", *(spec.type for spec in specs)]))
+        specs = [p.whitebox, p.scale_invariant, p.transfer, p.decision_based]
+        return list(dict.fromkeys(["pgd", *(spec.type for spec in specs if spec is not None)]))
 
     def attacks(self) -> list[tuple[str, Attack]]:
         """(label, attack) in the order they may run: white-box, then the fallbacks."""
@@ -128,9 +134,10 @@ class AdaptiveEvaluation(AdversarialEvaluation):
         specs = {
             "whitebox": p.whitebox,
             "scale_invariant": p.scale_invariant,
+            "transfer": p.transfer,
             "decision_based": p.decision_based,
         }
-        return [(label, spec.build(p.norm)) for label, spec in specs.items()]
+        return [(label, spec.build(p.norm)) for label, spec in specs.items() if spec is not None]
 
     def run_shard(
         self, model: nn.Module, data: ArrayDataset, ctx: EvalContext, start: int, stop: int
@@ -149,11 +156,13 @@ class AdaptiveEvaluation(AdversarialEvaluation):
         if RANDOMNESS & set(flags) and not ctx.randomized:
             attack_ctx = dataclasses.replace(ctx, randomized=True)  # EOT, mean predictions
             fallbacks.append("eot")
-        whitebox, scale_invariant, decision = self.attacks()
-        attacks = [whitebox]
+        built = self.attacks()
+        attacks = built[:1]
         if p.fallbacks == "always" or NO_USABLE_GRADIENT & set(flags):
-            attacks += [scale_invariant, decision]
+            attacks = built
             fallbacks += [f"{p.scale_invariant.type}_{p.scale_invariant.params.get('loss', 'ce')}"]
+            if p.transfer is not None:
+                fallbacks.append(f"transfer_from_{p.transfer.params.get('surrogate')}")
             fallbacks.append(p.decision_based.type)
         outcome = worst_case(
             model, data, attacks, p.norm, parse_eps(p.eps), p, attack_ctx, offset=offset

@@ -162,6 +162,7 @@ def worst_case(
         randomized=randomized,
         eot_samples=params.eot_samples,
         generator=generator,
+        surrogates=ctx.surrogates,
     )
     for label, attack in attacks:
         todo = robust.nonzero().squeeze(1)

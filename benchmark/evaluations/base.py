@@ -44,6 +44,9 @@ class EvalContext:
     # predict_probs. The runner sets it from the suite's ``autocast`` for PredictionOnly
     # evaluations only (benchmark.evaluations.capabilities); every other one gets None.
     autocast: torch.dtype | None = None
+    # Other rows' models (name -> model) that transfer attacks craft on; the runner provides
+    # exactly the ones the evaluation names (``benchmark.attacks.transfer.surrogate_rows``).
+    surrogates: dict[str, nn.Module] = field(default_factory=dict)
 
     @classmethod
     def for_model(

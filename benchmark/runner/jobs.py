@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.attacks.transfer import surrogate_rows
 from benchmark.datasets.base import Split, dataset_fingerprint
+from benchmark.errors import BenchmarkError
 from benchmark.suite.schema import EvaluationSpec, ModelSpec, PosthocSpec, Suite
 from benchmark.utils import stable_hash
 from models.posthoc import POSTHOC
@@ -179,11 +181,34 @@ class Task:
         return f"{self.job.label} [{self.shard[0]}:{self.shard[1]}]"
 
 
+def surrogate_versions(suite: Suite, evaluation: EvaluationSpec) -> dict[str, Any] | None:
+    """What the evaluation's transfer attacks craft on: each surrogate row's identity and
+    code (None when it names none). A name that is not a base row is a one-line error."""
+    names = surrogate_rows(evaluation.type, evaluation.resolved.params.model_dump())
+    if not names:
+        return None
+    rows = {m.row_name: m for m in suite.models}
+    versions = {}
+    for name in names:
+        if name not in rows:
+            raise BenchmarkError(
+                f"evaluation '{evaluation.resolved.name}': surrogate '{name}' is not a model "
+                f"row of the suite (rows: {', '.join(rows)})"
+            )
+        spec = rows[name]
+        versions[name] = {
+            "identity": model_identity(spec, suite),
+            "code": model_versions(spec, suite),
+        }
+    return versions
+
+
 def job_versions(
     model: dict[str, Any],
     evaluated: dict[str, Any],
     evaluation: EvaluationSpec,
     fitted_on: dict[str, Any] | None,
+    surrogates: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The part of a job's key left out of its seeds: the model's code (``model``, from
     :func:`model_versions`) and the content of the data read -- the evaluated split
@@ -194,6 +219,8 @@ def job_versions(
         versions["posthoc_data"] = fitted_on
     if (own := evaluation.resolved.data_identity()) is not None:
         versions["evaluation_data"] = own
+    if surrogates is not None:
+        versions["surrogates"] = surrogates
     return versions
 
 
@@ -202,6 +229,7 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
     evaluated = split_fingerprint(suite, suite.dataset.split)
     val: list[dict[str, Any]] = []  # the val split's fingerprint, once a post-hoc row needs it
     jobs = []
+    surrogates = {e.resolved.name: surrogate_versions(suite, e) for e in suite.evaluations}
     for model in suite.models:
         base_identity = model_identity(model, suite)
         code = model_versions(model, suite)
@@ -234,7 +262,9 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
                 rounding = {k: True for k, v in rounding.items() if v}
                 if (autocast := evaluation_autocast(suite, evaluation)) is not None:
                     rounding["autocast"] = autocast
-                versions = job_versions(code, evaluated, evaluation, fitted_on)
+                versions = job_versions(
+                    code, evaluated, evaluation, fitted_on, surrogates[evaluation.resolved.name]
+                )
                 key = stable_hash({**identity_of_numbers, **rounding, "versions": versions})
                 name = evaluation.resolved.name
                 jobs.append(Job(model, posthoc, row_name, evaluation, key, name, seed_key))

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark.attacks.transfer import surrogate_rows
 from benchmark.datasets import ArrayDataset, load_dataset
 from benchmark.datasets.base import Split
 from benchmark.errors import BenchmarkError
@@ -144,8 +145,10 @@ def run_job(
     suite: Suite,
     device: torch.device,
     progress: bool,
+    surrogates: dict[str, nn.Module] | None = None,
 ) -> EvaluationResult:
-    """Run one task (a job or a shard of one) with the job's seed, the model in eval mode."""
+    """Run one task (a job or a shard of one) with the job's seed, the model in eval mode
+    (``surrogates``: the rows its transfer attacks craft on)."""
     job = task.job
     resolved = job.evaluation.resolved
     # The job's seed, also for its shards; seed_key leaves out settings that change only
@@ -157,6 +160,7 @@ def run_job(
     # leaks in), so attacks craft and score in float32 whatever the suite's autocast.
     autocast = autocast_dtype(evaluation_autocast(suite, job.evaluation), device, "autocast")
     ctx = EvalContext.for_model(model, device, suite.batch_size, seed, progress, autocast=autocast)
+    ctx.surrogates = dict(surrogates or {})
     model.eval()
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     with PassCounter(model) as counter, precision(device, None):
@@ -212,6 +216,7 @@ class JobWorker:
         self._jobs = {job.key: job for job in expand_jobs(suite, device.type)}
         self._base: tuple[str, nn.Module] | None = None  # (model identity, model)
         self._rows: dict[str, nn.Module] = {}  # post-hoc rows of that base model
+        self._surrogates: dict[str, nn.Module] = {}  # rows that transfer attacks craft on
 
     def _model(self, task: Task) -> nn.Module:
         job, suite = task.job, self.suite
@@ -245,12 +250,30 @@ class JobWorker:
             self._rows[job.row_name] = fitted.to(self.device).eval()
         return self._rows[job.row_name]
 
+    def _surrogate(self, name: str) -> nn.Module:
+        """The base row ``name``'s model, for transfer attacks (built once per worker)."""
+        if name not in self._surrogates:
+            spec = next(m for m in self.suite.models if m.row_name == name)
+            self._surrogates[name] = materialize_model(
+                spec, self.suite, self.data, self.device, self.progress
+            )
+        return self._surrogates[name]
+
     def run(self, task: Task) -> EvaluationResult:
         if task.job.key not in self._jobs:
             raise BenchmarkError(f"job {task.job.key}: not a job of suite '{self.suite.name}'")
         model = self._model(task)
+        evaluation = task.job.evaluation
+        names = surrogate_rows(evaluation.type, evaluation.resolved.params.model_dump())
+        surrogates = {name: self._surrogate(name) for name in names}
         return run_job(
-            task, model, self.data.evaluation_set(), self.suite, self.device, self.progress
+            task,
+            model,
+            self.data.evaluation_set(),
+            self.suite,
+            self.device,
+            self.progress,
+            surrogates,
         )
 
 
