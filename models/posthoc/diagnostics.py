@@ -102,19 +102,23 @@ def leakage_report(
     )
 
 
-def fitting_data_problem(report: LeakageReport, fitting_name: str) -> str | None:
-    """Why the fitting data cannot serve (None when it can)."""
-    if report.fit_errors == 0:
-        return (
-            f"the model makes no errors on the fitting data ({fitting_name}), so there is "
-            "nothing to calibrate against; fit on a larger or held-out set "
-            "(dataset: {holdout: N}, fit_on: holdout)"
-        )
+def fitting_data_problem(report: LeakageReport, fitting_name: str = "") -> str | None:
+    """Why the fitting data cannot serve (None when it can); ``fitting_name`` says which
+    data it is in the message (e.g. "'val' split (5000 images)")."""
+    which = f" ({fitting_name})" if fitting_name else ""
+    # leakage first: a memorised fitting set often has no errors at all, and "seen in
+    # training" is the reason and the fix, where "no errors" is only the symptom
     if report.leaked:
         return (
-            f"the fitting data ({fitting_name}) looks seen in training: {report.describe()}; "
+            f"the fitting data{which} looks seen in training: {report.describe()}; "
             "fit on images the checkpoint cannot have seen: dataset: {holdout: N} with "
             "fit_on: holdout"
+        )
+    if report.fit_errors == 0:
+        return (
+            f"the model makes no errors on the fitting data{which}, so there is "
+            "nothing to calibrate against; fit on a larger or held-out set "
+            "(dataset: {holdout: N}, fit_on: holdout)"
         )
     return None
 

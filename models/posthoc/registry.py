@@ -42,7 +42,7 @@ def fit_posthoc(
     *,
     row: str | None = None,
     evaluation: ArrayDataset | None = None,
-    fitting_name: str = "the fitting data",
+    fitting_name: str = "",
 ) -> nn.Module:
     """Fit post-hoc ``method`` on ``val_data`` and return the wrapped model (in eval mode).
 
@@ -70,5 +70,5 @@ def fit_posthoc(
     if row is not None and (reason := degenerate_fit(info)) is not None:
         raise BenchmarkError(f"model '{row}': post-hoc '{method}' refused: {reason}")
     if report is not None:
-        info["fitting_data"] = {"name": fitting_name, **report.__dict__}
+        info["fitting_data"] = {"name": fitting_name or "given", **report.__dict__}
     return fitted
