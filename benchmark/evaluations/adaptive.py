@@ -28,7 +28,7 @@ says that a gradient attack alone could not be trusted on this model.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -89,8 +89,8 @@ class AdaptiveParams(ThreatParams):
         default_factory=lambda: AttackSpec(type="hopskipjump"),
         description="the label-only fallback for models without a usable gradient",
     )
-    fallbacks: str = Field(
-        "on_indicator", pattern="^(on_indicator|always)$", description="when fallbacks run"
+    fallbacks: Literal["on_indicator", "always"] = Field(
+        "on_indicator", description="run the fallbacks when an indicator fires, or always"
     )
     indicators: SanityParams = Field(default_factory=SanityParams)
 

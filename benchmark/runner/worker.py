@@ -48,6 +48,7 @@ class SuiteData:
     def __init__(self, suite: Suite) -> None:
         self.suite = suite
         self._splits: dict[str, ArrayDataset] = {}
+        self._split_off: tuple[ArrayDataset | None, ArrayDataset] | None = None
 
     def split(self, name: Split) -> ArrayDataset:
         if name not in self._splits:
@@ -61,16 +62,20 @@ class SuiteData:
         return self._splits[name]
 
     def _held_out(self) -> tuple[ArrayDataset | None, ArrayDataset]:
-        spec = self.suite.dataset
-        split = self.split(spec.split)
-        if spec.holdout is None:
-            return None, split
-        if spec.holdout >= len(split):
-            raise BenchmarkError(
-                f"dataset.holdout: {spec.holdout} is not smaller than the '{spec.split}' "
-                f"split ({len(split)} examples)"
-            )
-        return split.split_off(spec.holdout, spec.holdout_seed)
+        """(held-out part or None, the rest) of the evaluation split, split once."""
+        if self._split_off is None:
+            spec = self.suite.dataset
+            split = self.split(spec.split)
+            if spec.holdout is None:
+                self._split_off = (None, split)
+            elif spec.holdout >= len(split):
+                raise BenchmarkError(
+                    f"dataset.holdout: {spec.holdout} is not smaller than the '{spec.split}' "
+                    f"split ({len(split)} examples)"
+                )
+            else:
+                self._split_off = split.split_off(spec.holdout, spec.holdout_seed)
+        return self._split_off
 
     def holdout_set(self) -> ArrayDataset:
         """The held-out part of the evaluation split (``dataset.holdout``), for fitting."""
