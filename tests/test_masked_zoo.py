@@ -189,3 +189,38 @@ def test_adaptive_runs_no_fallback_on_a_model_with_working_gradients(trained):
     assert result.extras["fallbacks"] == [] and "flags" not in result.extras
     assert set(result.records["broken_by"]) <= {"", "whitebox"}
     assert result.metrics["subset_clean_acc_pct"] >= result.metrics["robust_acc_pct"]
+
+
+class Dynamic(torch.nn.Module):
+    """A 'dynamic defense': its forward calls autograd (one gradient step on its input)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+            return self.net(x)  # prediction passes: no autograd to call
+        probe = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.net(probe).logsumexp(1).sum(), probe)
+        return self.net(x - 0.01 * grad.sign())
+
+
+def autoattack_flags(model: torch.nn.Module, data) -> list[str]:
+    entry = EVALUATIONS.get("autoattack")
+    params = {"eps": 0.1, "version": "custom", "attacks_to_run": ["apgd-ce"], "n_examples": 16}
+    ctx = EvalContext(CPU, 128, 0, progress=False, randomized=False)
+    result = entry.obj(entry.params_model.model_validate(params)).run(model, data, ctx)
+    return result.extras.get("flags", [])
+
+
+def test_autoattack_warnings_become_flags_on_the_row(trained, capsys):
+    """AutoAttack's own checks warn on stderr without the model's name; here they become
+    the row's flags, and its never-reset dynamic-defense counter does not leak to the next
+    model."""
+    model, data = trained
+    zoo = masked_zoo(model, 64, 10)
+    assert "autoattack_randomized" in autoattack_flags(zoo["undeclared_noise"], data)
+    assert "autoattack_dynamic_defense" in autoattack_flags(Dynamic(model), data)
+    assert autoattack_flags(model, data) == []
+    assert "seems" not in capsys.readouterr().err  # nothing printed without a model name

@@ -91,6 +91,9 @@ class AttackBase(ABC):
 
     def __init__(self, params: StrictParams | None = None) -> None:
         self.params = self.Params() if params is None else params
+        # Flags the attack's own checks raised while it ran (e.g. AutoAttack's warnings);
+        # the evaluation puts them on the row.
+        self.raised_flags: set[str] = set()
 
 
 class Attack(AttackBase):

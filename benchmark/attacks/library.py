@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -18,6 +19,7 @@ import torch
 from pydantic import Field, model_validator
 
 from benchmark.attacks.base import Attack, AttackContext, frozen_parameters, register_attack
+from benchmark.trust.flags import register_flag
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,8 @@ class Square(Attack):
 class AutoAttack(Attack):
     batched_internally = True
     kind = "ensemble"
-    version = "1"  # of this wrapper; Params.version is AutoAttack's own
+    # of this wrapper (Params.version is AutoAttack's own); 2: its warnings become flags
+    version = "2"
 
     class Params(Attack.Params):
         version: Literal["standard", "plus", "rand", "custom"] = "standard"
@@ -103,9 +106,80 @@ class AutoAttack(Attack):
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         attack = self.build(ctx, _num_classes(ctx, x))
-        with frozen_parameters(ctx.model):
+        with frozen_parameters(ctx.model), _autoattack_warnings() as messages:
             x_adv, _ = attack.run_standard_evaluation(x, y, batch_size=ctx.batch_size)
+        for message in messages:
+            zero = re.search(r"there are (\d+) points with zero gradient", message)
+            # one confident example's underflowing gradient is no masking: flag as the
+            # sanity check does, when more than a tenth of the examples have none
+            if zero is None or int(zero.group(1)) > 0.1 * len(x):
+                self.raised_flags.add(_autoattack_flag(message))
         return x_adv
+
+
+# pyautoattack's own checks (its checks.py), each a warning on the 'auto-attack' logger, and
+# the flag it becomes on the row (registered with the flags in benchmark/trust/flags.py).
+AUTOATTACK_WARNINGS = {
+    "randomized defense": "autoattack_randomized",
+    "probability distribution": "autoattack_probability_outputs",
+    "zero gradient": "autoattack_zero_gradients",
+    "Square Attack has decreased": "autoattack_square_stronger",
+    "dynamic defense": "autoattack_dynamic_defense",
+    "target classes": "autoattack_target_classes",
+}
+
+
+for _flag, _what in {
+    "autoattack_randomized": "two passes of the model differ (AutoAttack's check_randomized); "
+    "evaluate with version 'rand' or declare the model randomized",
+    "autoattack_probability_outputs": "the outputs look like probabilities, not logits "
+    "(check_range_output): gradients of a saturated softmax vanish",
+    "autoattack_zero_gradients": "APGD met examples with an all-zero input gradient "
+    "(check_zero_gradients): gradient attacks cannot move them",
+    "autoattack_square_stronger": "the black-box Square attack lowered the robust accuracy after "
+    "the gradient attacks (check_square_sr): the gradients are likely masked",
+    "autoattack_dynamic_defense": "the forward itself calls autograd (check_dynamic): a dynamic "
+    "defense that AutoAttack's fixed attacks may not evaluate adequately",
+    "autoattack_target_classes": "more target classes than the model has (check_n_classes)",
+    "autoattack_warning": "AutoAttack's own checks warned about this model (see checks.json)",
+}.items():
+    register_flag(_flag, f"AutoAttack warned: {_what}. Its robust accuracy may be overestimated.")
+
+
+def _autoattack_flag(message: str) -> str:
+    return next(
+        (f for text, f in AUTOATTACK_WARNINGS.items() if text in message), "autoattack_warning"
+    )
+
+
+@contextmanager
+def _autoattack_warnings() -> Iterator[list[str]]:
+    """Collect the warnings of AutoAttack's checks instead of letting them reach stderr
+    without the model's name: the evaluation turns them into flags on the model's row.
+
+    pyautoattack counts autograd calls during a forward in a module-level dict that it never
+    resets, so after one dynamic defense every later model would be called dynamic too; the
+    counts are reset before each run."""
+    from pyautoattack import checks
+
+    for name in checks.funcs:
+        checks.funcs[name] = 0
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                messages.append(record.getMessage())
+
+    logger = logging.getLogger("auto-attack")
+    handler, propagate = Collect(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 @contextmanager

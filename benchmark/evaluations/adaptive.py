@@ -184,6 +184,7 @@ class AdaptiveEvaluation(AdversarialEvaluation):
         achieved[final_broken & (achieved == "")] = "final_pass"
         if silent.any():
             flags.append("silent_success")
+        flags += outcome["flags"]  # the attacks' own checks (AutoAttack's warnings)
         records["broken_by"] = achieved
         metrics = summarize_records(records)
         metrics["subset_clean_acc_pct"] = 100.0 * float(outcome["clean_correct"].float().mean())
@@ -204,7 +205,7 @@ class AdaptiveEvaluation(AdversarialEvaluation):
             "indicators": checks.extras["checks"],
         }
         if flags:
-            extras["flags"] = sorted(flags)
+            extras["flags"] = sorted(set(flags))
         return EvaluationResult(metrics, records, extras)
 
 

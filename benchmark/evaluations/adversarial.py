@@ -189,6 +189,7 @@ def worst_case(
             "%d candidate(s) outside the eps-ball or [0,1] were discarded", int(invalid.sum())
         )
 
+    raised = sorted({flag for _, attack in attacks for flag in attack.raised_flags})
     # The number counted: a fresh forward pass on the final per-example worst case.
     final_probs = _predict(model, x_best, ctx, passes, bs)
     robust_final = clean_correct & (torch.from_numpy(final_probs.argmax(1)) == y_all)
@@ -200,6 +201,7 @@ def worst_case(
         "x_best": x_best,
         "probs": final_probs,
         "norm": perturbation_norm(x_best - data.x, norm),
+        "flags": raised,
     }
 
 
@@ -334,8 +336,10 @@ class AdversarialEvaluation(Shardable, Adversarial, SuiteFigures):
             model, data, self.attacks(), p.norm, parse_eps(p.eps), p, ctx, offset=offset
         )
         records = outcome_records(data, outcome)
-        extras = _extras(data, outcome, ctx.randomized)
-        return EvaluationResult(summarize_records(records), records, self._extras(extras))
+        extras = self._extras(_extras(data, outcome, ctx.randomized))
+        if outcome["flags"]:
+            extras["flags"] = outcome["flags"]
+        return EvaluationResult(summarize_records(records), records, extras)
 
     def _extras(self, counts: dict[str, Any]) -> dict[str, Any]:
         p = self.params
@@ -461,6 +465,8 @@ class EpsSweepEvaluation(Adversarial, SuiteFigures):
             "eps": list(p.eps),
             "eps_value": [parse_eps(e) for e in p.eps],
         }
+        if outcome["flags"]:  # the attack object is shared by every eps: all its flags
+            extras["flags"] = outcome["flags"]
         return EvaluationResult(metrics, records, extras)
 
 
