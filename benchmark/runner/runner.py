@@ -26,6 +26,7 @@ from benchmark.metrics.specs import MetricSpec, undeclared
 from benchmark.results import ResultSummary
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.executors import make_executor
+from benchmark.runner.headline import headline_columns
 from benchmark.runner.jobs import Job, expand_jobs, training_job
 from benchmark.runner.sharding import merge_shards, plan_tasks
 from benchmark.runner.worker import SuiteData, materialize_model
@@ -242,6 +243,7 @@ def collect(
                 results=results.get(name, {}),
             )
         )
+    frame = add_headlines(frame, jobs, cache, results, columns)
     randomized = dict(zip(frame["model"], frame["randomized"], strict=True))
     inputs = TrustInputs(views, {str(k): bool(v) for k, v in randomized.items()})
     findings = run_checks(inputs)
@@ -254,6 +256,29 @@ def collect(
         if column not in columns and (found := leaderboard_column_spec(str(column))):
             columns[column] = found
     return frame, findings, inputs, columns
+
+
+def add_headlines(
+    frame: pd.DataFrame,
+    jobs: list[Job],
+    cache: ResultCache,
+    results: dict[str, dict[str, ResultSummary]],
+    columns: dict[str, MetricSpec],
+) -> pd.DataFrame:
+    """``frame`` with one headline per threat model (:mod:`benchmark.runner.headline`): the
+    per-example worst case over the suite's attack evaluations at that norm and eps."""
+    keys = {(j.evaluation_name, j.row_name): j.key for j in jobs}
+
+    def records(evaluation: str, row: str) -> pd.DataFrame:
+        return cache.load_records(keys[evaluation, row])
+
+    values, specs = headline_columns(results, records)
+    if not values:
+        return frame
+    headlines = pd.DataFrame.from_dict(values, orient="index")
+    frame = frame.merge(headlines, left_on="model", right_index=True, how="left")
+    columns.update({c: spec for c, spec in specs.items() if c in frame.columns})
+    return frame
 
 
 def add_cross_model_columns(

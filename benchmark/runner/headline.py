@@ -1,0 +1,105 @@
+"""One headline robust accuracy per threat model: the per-example worst case over every attack
+evaluation of the suite at that norm and eps.
+
+Each attack evaluation reports its own robust accuracy, so a model that fools PGD but not
+AutoAttack has two numbers, and a reader picks one. The headline ``<norm>_<eps>_robust_acc_pct``
+counts an example robust only if *every* evaluation at that threat model left it robust, on
+the examples all of them evaluated (seeded subsets of one permutation are nested, so this is
+the smallest subset), with its Wilson interval, the clean accuracy of those same examples
+and the evaluation that left the fewest robust (``_by``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from benchmark.evaluations.adversarial import wilson_interval
+from benchmark.metrics.specs import MetricSpec
+from benchmark.results import AdversarialSummary, ResultSummary
+
+HEADLINE_METRICS: dict[str, MetricSpec] = {
+    "robust_acc_pct": MetricSpec(
+        "robust_acc_pct",
+        "%",
+        "higher",
+        "worst case over every attack evaluation of this threat model, per example, on the "
+        "examples they all evaluated",
+    ),
+    "robust_acc_pct_ci_low": MetricSpec("robust_acc_pct_ci_low", "%", "higher", "95% Wilson"),
+    "robust_acc_pct_ci_high": MetricSpec("robust_acc_pct_ci_high", "%", "higher", "95% Wilson"),
+    "subset_clean_acc_pct": MetricSpec(
+        "subset_clean_acc_pct",
+        "%",
+        "higher",
+        "clean accuracy on the same examples (the headline's ceiling)",
+        detail=True,
+    ),
+    "n_examples": MetricSpec(
+        "n_examples", "count", "none", "examples every evaluation of it covered", detail=True
+    ),
+}
+
+
+def threat_key(summary: AdversarialSummary) -> tuple[str, float] | None:
+    """(norm, eps value) of a single-eps attack result; None for sweeps and non-attacks."""
+    norm, eps = summary.extras.get("norm"), summary.eps_value
+    if not isinstance(norm, str) or eps is None:
+        return None
+    return norm, round(eps, 12)
+
+
+def headline_columns(
+    results: dict[str, dict[str, ResultSummary]],
+    records: Callable[[str, str], pd.DataFrame],
+) -> tuple[dict[str, dict[str, object]], dict[str, MetricSpec]]:
+    """{row: {column: value}} and the columns' declarations. ``results``: evaluation name ->
+    row -> summary; ``records(evaluation, row)``: that result's per-example records."""
+    groups: dict[tuple[str, float], list[tuple[str, str]]] = {}  # threat -> (evaluation, eps)
+    for name, per_row in results.items():
+        for summary in per_row.values():
+            if isinstance(summary, AdversarialSummary) and (key := threat_key(summary)):
+                label = str(summary.extras.get("eps"))
+                if (name, label) not in groups.setdefault(key, []):
+                    groups[key].append((name, label))
+                break
+    values: dict[str, dict[str, object]] = {}
+    specs: dict[str, MetricSpec] = {}
+    for (norm, _), members in sorted(groups.items()):
+        prefix = f"{norm.lower()}_{members[0][1]}"
+        for name_spec in HEADLINE_METRICS.values():
+            specs[f"{prefix}_{name_spec.name}"] = name_spec
+        rows = set.intersection(*(set(results[name]) for name, _ in members))
+        for row in sorted(rows):
+            values.setdefault(row, {}).update(_worst_case(prefix, members, row, records))
+    return values, specs
+
+
+def _worst_case(
+    prefix: str,
+    members: list[tuple[str, str]],
+    row: str,
+    records: Callable[[str, str], pd.DataFrame],
+) -> dict[str, object]:
+    frames = {name: records(name, row).set_index("index") for name, _ in members}
+    common = sorted(set.intersection(*(set(f.index) for f in frames.values())))
+    robust = np.ones(len(common), dtype=bool)
+    per_evaluation = {}
+    for name, frame in frames.items():
+        own = frame.loc[common, "robust"].to_numpy(dtype=bool)
+        per_evaluation[name] = int(own.sum())
+        robust &= own
+    clean = next(iter(frames.values())).loc[common, "clean_correct"].to_numpy(dtype=bool)
+    n, k = len(common), int(robust.sum())
+    low, high = wilson_interval(k, n)
+    return {
+        f"{prefix}_robust_acc_pct": 100.0 * k / n if n else math.nan,
+        f"{prefix}_robust_acc_pct_ci_low": 100.0 * low,
+        f"{prefix}_robust_acc_pct_ci_high": 100.0 * high,
+        f"{prefix}_subset_clean_acc_pct": 100.0 * float(clean.mean()) if n else math.nan,
+        f"{prefix}_n_examples": float(n),
+        f"{prefix}_by": min(per_evaluation, key=lambda e: per_evaluation[e]),
+    }
