@@ -41,6 +41,13 @@ HEADLINE_METRICS: dict[str, MetricSpec] = {
     "n_examples": MetricSpec(
         "n_examples", "count", "none", "examples every evaluation of it covered", detail=True
     ),
+    "by": MetricSpec(
+        "by",
+        "evaluation name",
+        "none",
+        "the evaluation that left the fewest robust on those examples (text)",
+        detail=True,
+    ),
 }
 
 
