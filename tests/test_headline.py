@@ -56,3 +56,29 @@ def test_headline_is_the_per_example_worst_case_on_the_common_examples():
     for name in ("pgd", "aa"):
         own = RECORDS[name, "m"].set_index("index").loc[[2, 3, 4, 6], "robust"].mean()
         assert row["linf_8/255_robust_acc_pct"] <= 100 * own
+
+
+def test_a_weaker_attack_breaking_more_than_a_stronger_one_is_flagged():
+    from benchmark.runner.headline import weaker_breaks_stronger
+
+    n = 100
+    index = list(range(n))
+    weak_robust = [i >= 10 for i in index]  # FGSM breaks 0-9
+    strong_robust = [i >= 6 for i in index]  # PGD breaks only 0-5: misses 6-9
+    records = {
+        ("fgsm", "m"): pd.DataFrame({"index": index, "clean_correct": 1, "robust": weak_robust}),
+        ("pgd", "m"): pd.DataFrame({"index": index, "clean_correct": 1, "robust": strong_robust}),
+    }
+    results: dict[str, dict[str, ResultSummary]] = {
+        "fgsm": {"m": summary("Linf", 0.1, 0.1)},
+        "pgd": {"m": summary("Linf", 0.1, 0.1)},
+    }
+    kinds = {"fgsm": "single-step", "pgd": "iterative"}
+    findings = weaker_breaks_stronger(results, lambda e, r: records[e, r], kinds)
+    assert [(f.model, f.flag, f.source) for f in findings] == [
+        ("m", "weaker_attack_breaks_more", "fgsm vs pgd")
+    ]
+    assert findings[0].numbers == {"examples": 4, "of": 100}
+    # two missed examples in a hundred: an attack's bad luck, not a failing attack
+    records["pgd", "m"]["robust"] = [i >= 8 for i in index]
+    assert weaker_breaks_stronger(results, lambda e, r: records[e, r], kinds) == []

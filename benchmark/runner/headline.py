@@ -20,6 +20,18 @@ import pandas as pd
 from benchmark.evaluations.adversarial import wilson_interval
 from benchmark.metrics.specs import MetricSpec
 from benchmark.results import AdversarialSummary, ResultSummary
+from benchmark.trust.flags import Finding, register_flag
+
+register_flag(
+    "weaker_attack_breaks_more",
+    "A weaker attack (e.g. one-step FGSM) breaks examples that a stronger one at the same "
+    "norm and eps (PGD, AutoAttack) left robust, on more than 2% of their common examples "
+    "(and at least 3): the stronger attack is failing on this model (noise, masked or "
+    "misleading gradients), so its number is not an upper bound on the truth.",
+)
+# Attack kinds in order of strength; Square ("black-box") has its own check against PGD.
+STRENGTH = {"single-step": 0, "iterative": 1, "ensemble": 2}
+MIN_EXAMPLES, MIN_FRACTION = 3, 0.02
 
 HEADLINE_METRICS: dict[str, MetricSpec] = {
     "robust_acc_pct": MetricSpec(
@@ -110,3 +122,40 @@ def _worst_case(
         f"{prefix}_n_examples": float(n),
         f"{prefix}_by": min(per_evaluation, key=lambda e: per_evaluation[e]),
     }
+
+
+def weaker_breaks_stronger(
+    results: dict[str, dict[str, ResultSummary]],
+    records: Callable[[str, str], pd.DataFrame],
+    kinds: dict[str, str | None],
+) -> list[Finding]:
+    """Findings where an attack of a weaker kind broke, on the examples both evaluated,
+    examples that an attack of a stronger kind at the same threat model left robust."""
+    threats: dict[tuple[str, float], list[str]] = {}
+    for name, per_row in results.items():
+        summary = next(iter(per_row.values()), None)
+        if (
+            isinstance(summary, AdversarialSummary)
+            and (key := threat_key(summary))
+            and kinds.get(name) in STRENGTH
+        ):
+            threats.setdefault(key, []).append(name)
+    findings = []
+    for names in threats.values():
+        for weak in names:
+            for strong in names:
+                if STRENGTH[kinds[weak] or ""] >= STRENGTH[kinds[strong] or ""]:
+                    continue
+                for row in sorted(set(results[weak]) & set(results[strong])):
+                    a = records(weak, row).set_index("index")
+                    b = records(strong, row).set_index("index")
+                    common = a.index.intersection(b.index)
+                    broken = ~a.loc[common, "robust"].to_numpy(bool) & a.loc[
+                        common, "clean_correct"
+                    ].to_numpy(bool)
+                    missed = int((broken & b.loc[common, "robust"].to_numpy(bool)).sum())
+                    if missed >= MIN_EXAMPLES and missed > MIN_FRACTION * len(common):
+                        numbers = {"examples": missed, "of": len(common)}
+                        source = f"{weak} vs {strong}"
+                        findings.append(Finding(row, "weaker_attack_breaks_more", source, numbers))
+    return findings

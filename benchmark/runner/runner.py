@@ -26,7 +26,7 @@ from benchmark.metrics.specs import MetricSpec, undeclared
 from benchmark.results import ResultSummary
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.executors import make_executor
-from benchmark.runner.headline import headline_columns
+from benchmark.runner.headline import headline_columns, weaker_breaks_stronger
 from benchmark.runner.jobs import Job, expand_jobs, training_job
 from benchmark.runner.sharding import merge_shards, plan_tasks
 from benchmark.runner.worker import SuiteData, materialize_model
@@ -243,10 +243,10 @@ def collect(
                 results=results.get(name, {}),
             )
         )
-    frame = add_headlines(frame, jobs, cache, results, columns)
+    frame, per_example = add_headlines(frame, jobs, cache, results, columns, views)
     randomized = dict(zip(frame["model"], frame["randomized"], strict=True))
     inputs = TrustInputs(views, {str(k): bool(v) for k, v in randomized.items()})
-    findings = run_checks(inputs)
+    findings = run_checks(inputs) + per_example
     frame = add_flags(frame, findings)
     if suite.references:  # published numbers (RobustBench JSON) as reference rows
         from benchmark.robustbench import reference_rows
@@ -264,21 +264,24 @@ def add_headlines(
     cache: ResultCache,
     results: dict[str, dict[str, ResultSummary]],
     columns: dict[str, MetricSpec],
-) -> pd.DataFrame:
+    views: list[EvaluationView],
+) -> tuple[pd.DataFrame, list[Finding]]:
     """``frame`` with one headline per threat model (:mod:`benchmark.runner.headline`): the
-    per-example worst case over the suite's attack evaluations at that norm and eps."""
+    per-example worst case over the suite's attack evaluations at that norm and eps; and
+    the per-example findings (a weaker attack breaking what a stronger one did not)."""
     keys = {(j.evaluation_name, j.row_name): j.key for j in jobs}
 
     def records(evaluation: str, row: str) -> pd.DataFrame:
         return cache.load_records(keys[evaluation, row])
 
+    findings = weaker_breaks_stronger(results, records, {v.name: v.kind for v in views})
     values, specs = headline_columns(results, records)
     if not values:
-        return frame
+        return frame, findings
     headlines = pd.DataFrame.from_dict(values, orient="index")
     frame = frame.merge(headlines, left_on="model", right_index=True, how="left")
     columns.update({c: spec for c, spec in specs.items() if c in frame.columns})
-    return frame
+    return frame, findings
 
 
 def add_cross_model_columns(
