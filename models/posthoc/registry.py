@@ -18,6 +18,7 @@ from torch import nn
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
 from benchmark.registry import Entry, Registry, StrictParams, format_validation_error
+from models.posthoc.diagnostics import degenerate_fit, fitting_data_problem, leakage_report
 
 Fit = Callable[[nn.Module, ArrayDataset, Any, int], nn.Module]
 POSTHOC: Registry[Fit] = Registry("post-hoc method")
@@ -50,8 +51,6 @@ def fit_posthoc(
     errors, or (given the ``evaluation`` data) seen in training, and a fit that ends at an
     edge of its interval are refused in one line naming the row; the fitted model's
     ``fit_info`` then also holds the leakage numbers."""
-    from models.posthoc.diagnostics import degenerate_fit, fitting_data_problem, leakage_report
-
     entry = POSTHOC.get(method)
     try:
         validated = entry.params_model.model_validate(
