@@ -15,6 +15,15 @@ def cross_entropy(
     return -F.cross_entropy(logits, target, reduction="none")
 
 
+def logit_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Z_y - max_{i != y} Z_i per example: negative exactly when the example is
+    misclassified, piecewise linear for ReLU networks and never saturated (unlike CE)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.clone()
+    others.scatter_(1, y[:, None], float("-inf"))
+    return true - others.amax(1)
+
+
 def dlr(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
     """Difference-of-logits-ratio loss of Croce & Hein (2020), Eq. 6 (untargeted) and the
     targeted version of APGD-T; invariant to shifting and rescaling the logits, which keeps it

@@ -34,15 +34,8 @@ from pydantic import Field
 from torch import nn
 
 from benchmark.attacks.base import MinimalNormAttack, frozen_parameters, register_attack
+from benchmark.attacks.losses import logit_margin
 from benchmark.attacks.threat import perturbation_norm
-
-
-def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Z_y - max_{i != y} Z_i: negative exactly when the example is misclassified."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.clone()
-    others.scatter_(1, y[:, None], float("-inf"))
-    return true - others.amax(1)
 
 
 @register_attack("cw", "Carlini-Wagner L2 (2017): tanh-space Adam, binary search over c")
@@ -84,7 +77,7 @@ class CarliniWagnerL2(MinimalNormAttack):
                 for step in range(config.steps):
                     x_adv = (torch.tanh(w) + 1) / 2
                     logits = model(x_adv)
-                    margin = _margin(logits, y)
+                    margin = logit_margin(logits, y)
                     squared = (x_adv - x).flatten(1).pow(2).sum(1)
                     loss = (squared + const * margin.clamp(min=-config.kappa)).sum()
                     optimizer.zero_grad(set_to_none=True)
@@ -228,7 +221,7 @@ class FastMinimumNormL2(MinimalNormAttack):
                 gamma = p.gamma_final + (p.gamma_init - p.gamma_final) * cosine
                 delta.requires_grad_(True)
                 logits = model(x + delta)
-                margin = _margin(logits, y)
+                margin = logit_margin(logits, y)
                 (grad,) = torch.autograd.grad(margin.sum(), delta)
                 with torch.no_grad():
                     is_adv = logits.argmax(1) != y

@@ -40,6 +40,7 @@ from torch import nn
 
 from benchmark.attacks import AttackContext
 from benchmark.attacks.base import frozen_parameters
+from benchmark.attacks.losses import logit_margin
 from benchmark.attacks.pgd import input_gradient, run_pgd
 from benchmark.datasets.base import ArrayDataset
 from benchmark.evaluations.base import (
@@ -108,18 +109,11 @@ class SanityParams(StrictParams):
     max_unstable_pct: float = Field(5.0, ge=0, le=100)
 
 
-def logit_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """z_y - max_{j != y} z_j per example: piecewise linear for ReLU networks (so central
-    differences are exact away from kinks) and never saturated, unlike the softmax loss."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return true - other
-
-
 def gradient_agreement(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: float
 ) -> dict[str, torch.Tensor | bool]:
-    """The logit margin's gradient g against central differences along u = g / |g|_2:
+    """The logit margin's gradient g against central differences along u = g / |g|_2 (the
+    margin: piecewise linear for ReLU networks, so the differences are exact away from kinks):
     autograd says the directional derivative is |g|, the function says
     (m(x + h u) - m(x - h u)) / 2h. ``cut``: the output has no graph to the input."""
     x = x.detach().requires_grad_(True)
