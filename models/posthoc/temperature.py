@@ -83,14 +83,22 @@ def optimal_temperature(
     return float(1.0 / result.x)
 
 
-def interval_end(value: float, low: float, high: float, rtol: float = 1e-4) -> str | None:
-    """'lower' or 'upper' when ``value`` sits at that end of [low, high] (within ``rtol`` of
-    the interval's width), else None: a bounded search that stops there found the edge of
-    its interval, not a minimum. Checked on beta = 1/T, the variable the search moves."""
-    width = high - low
-    if value - low <= rtol * width:
-        return "upper"  # beta at its lower end is T at its upper end
-    if high - value <= rtol * width:
+def temperature_at_bound(
+    temperature: float, params: TemperatureParams, rtol: float = 1e-4
+) -> str | None:
+    """'lower' or 'upper' when the fitted T sits at that end of [min_temperature,
+    max_temperature], else None: a bounded search that stops there found the edge of its
+    interval, not a minimum. Judged on beta = 1/T, the variable the search moves, within
+    ``rtol`` of the beta interval's width."""
+    beta, beta_low, beta_high = (
+        1.0 / temperature,
+        1.0 / params.max_temperature,
+        1.0 / params.min_temperature,
+    )
+    width = beta_high - beta_low
+    if beta - beta_low <= rtol * width:
+        return "upper"  # the smallest beta is the largest T
+    if beta_high - beta <= rtol * width:
         return "lower"
     return None
 
@@ -113,9 +121,7 @@ def fit_temperature(
     scaled.fit_info = {
         "method": "temperature",
         "temperature": temperature,
-        "at_bound": interval_end(
-            1.0 / temperature, 1.0 / params.max_temperature, 1.0 / params.min_temperature
-        ),
+        "at_bound": temperature_at_bound(temperature, params),
         "val_nll_before": temperature_nll(logits, labels, 1.0),
         "val_nll_after": temperature_nll(logits, labels, temperature),
     }
