@@ -71,23 +71,28 @@ def threat_key(summary: AdversarialSummary) -> tuple[str, float] | None:
     return norm, round(eps, 12)
 
 
+def threat_groups(
+    results: dict[str, dict[str, ResultSummary]],
+) -> dict[tuple[str, float], list[tuple[str, str]]]:
+    """(norm, eps value) -> [(evaluation name, eps as written)] of the single-eps attack
+    evaluations; the threat model is the evaluation's, so its first row's result tells it."""
+    groups: dict[tuple[str, float], list[tuple[str, str]]] = {}
+    for name, per_row in results.items():
+        summary = next(iter(per_row.values()), None)
+        if isinstance(summary, AdversarialSummary) and (key := threat_key(summary)):
+            groups.setdefault(key, []).append((name, str(summary.extras.get("eps"))))
+    return groups
+
+
 def headline_columns(
     results: dict[str, dict[str, ResultSummary]],
     records: Callable[[str, str], pd.DataFrame],
 ) -> tuple[dict[str, dict[str, object]], dict[str, MetricSpec]]:
     """{row: {column: value}} and the columns' declarations. ``results``: evaluation name ->
     row -> summary; ``records(evaluation, row)``: that result's per-example records."""
-    groups: dict[tuple[str, float], list[tuple[str, str]]] = {}  # threat -> (evaluation, eps)
-    for name, per_row in results.items():
-        for summary in per_row.values():
-            if isinstance(summary, AdversarialSummary) and (key := threat_key(summary)):
-                label = str(summary.extras.get("eps"))
-                if (name, label) not in groups.setdefault(key, []):
-                    groups[key].append((name, label))
-                break
     values: dict[str, dict[str, object]] = {}
     specs: dict[str, MetricSpec] = {}
-    for (norm, _), members in sorted(groups.items()):
+    for (norm, _), members in sorted(threat_groups(results).items()):
         prefix = f"{norm.lower()}_{members[0][1]}"
         for name_spec in HEADLINE_METRICS.values():
             specs[f"{prefix}_{name_spec.name}"] = name_spec
@@ -130,18 +135,12 @@ def weaker_breaks_stronger(
     kinds: dict[str, str | None],
 ) -> list[Finding]:
     """Findings where an attack of a weaker kind broke, on the examples both evaluated,
-    examples that an attack of a stronger kind at the same threat model left robust."""
-    threats: dict[tuple[str, float], list[str]] = {}
-    for name, per_row in results.items():
-        summary = next(iter(per_row.values()), None)
-        if (
-            isinstance(summary, AdversarialSummary)
-            and (key := threat_key(summary))
-            and kinds.get(name) in STRENGTH
-        ):
-            threats.setdefault(key, []).append(name)
+    examples that an attack of a stronger kind at the same threat model left robust.
+    ``records`` is called once per (evaluation, row) pair compared: memoize it (the runner
+    does, and shares it with :func:`headline_columns`)."""
     findings = []
-    for names in threats.values():
+    for members in threat_groups(results).values():
+        names = [name for name, _ in members if kinds.get(name) in STRENGTH]
         for weak in names:
             for strong in names:
                 if STRENGTH[kinds[weak] or ""] >= STRENGTH[kinds[strong] or ""]:

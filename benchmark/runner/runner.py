@@ -8,6 +8,7 @@ depend on which other jobs ran before it, where it ran, or which were reused fro
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -271,6 +272,7 @@ def add_headlines(
     the per-example findings (a weaker attack breaking what a stronger one did not)."""
     keys = {(j.evaluation_name, j.row_name): j.key for j in jobs}
 
+    @functools.cache  # each parquet file is read once, for the headline and the check
     def records(evaluation: str, row: str) -> pd.DataFrame:
         return cache.load_records(keys[evaluation, row])
 
