@@ -10,6 +10,7 @@ surrogate is named by its row; the runner materializes it and hands it over in
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import torch
@@ -37,19 +38,9 @@ class Transfer(Attack):
         surrogate = ctx.surrogates.get(p.surrogate)
         if surrogate is None:
             raise BenchmarkError(f"transfer: surrogate '{p.surrogate}' was not provided")
-        surrogate_ctx = AttackContext(
-            model=surrogate,
-            norm=ctx.norm,
-            eps=ctx.eps,
-            device=ctx.device,
-            seed=ctx.seed,
-            batch_size=ctx.batch_size,
-            randomized=bool(getattr(surrogate, "randomized", False)),
-            eot_samples=ctx.eot_samples,
-            generator=ctx.generator,
-            example_ids=ctx.example_ids,
-            label=ctx.label,
-        )
+        # the target's context (threat model, seeds, example ids) around the surrogate
+        randomized = bool(getattr(surrogate, "randomized", False))
+        surrogate_ctx = dataclasses.replace(ctx, model=surrogate, randomized=randomized)
         # every step on every example: a candidate that fools the surrogate early is not yet
         # a strong one for the target (the target judges them all afterwards)
         return run_pgd(

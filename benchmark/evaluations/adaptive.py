@@ -42,6 +42,7 @@ from benchmark.evaluations.adversarial import (
     AdversarialEvaluation,
     AttackSpec,
     ThreatParams,
+    _extras,
     outcome_records,
     summarize_records,
     worst_case,
@@ -192,13 +193,7 @@ class AdaptiveEvaluation(AdversarialEvaluation):
         labels = [label for label, _ in attacks] + ["final_pass"]
         counts = {label: int((achieved == label).sum()) for label in labels}
         extras: dict[str, Any] = {
-            "n_examples": len(data),
-            "n_clean_correct": int(outcome["clean_correct"].sum()),
-            "n_invalid": int(outcome["invalid"].sum()),
-            "randomized": attack_ctx.randomized,
-            "norm": p.norm,
-            "eps": p.eps,
-            "eps_value": parse_eps(p.eps),
+            **self._extras(_extras(data, outcome, attack_ctx.randomized)),
             "fallbacks": fallbacks,
             "broken_by": counts,
             "n_silent_success": int(silent.sum()),
