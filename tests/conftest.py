@@ -53,6 +53,20 @@ def tiny_suite(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     return suite
 
 
+def run_shipped_quickstart(folder: Path) -> None:
+    """Run ``suites/quickstart.yaml`` as shipped, its run and leaderboard under ``folder``
+    (``folder/run``, ``folder/leaderboard``)."""
+    from benchmark.runner import run_suite
+    from benchmark.suite import load_suite
+
+    suite = yaml.safe_load((REPO / "suites" / "quickstart.yaml").read_text())
+    suite["output_dir"] = str(folder / "run")
+    suite["leaderboard_dir"] = str(folder / "leaderboard")
+    path = folder / "quickstart.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    run_suite(load_suite(path), progress=False, log=lambda _m: None)
+
+
 @pytest.fixture
 def write_suite(tmp_path: Path):
     """Write a suite mapping (or raw text) to a YAML file and return its path."""

@@ -148,18 +148,9 @@ def test_compare_refuses_a_bootstrap_count_below_one(tmp_path, capsys, count):
 @pytest.mark.slow
 def test_compare_on_the_quickstart_models(tmp_path, capsys):
     """The real quickstart suite (about 1.5 min on 2 idle cores): small_cnn vs resnet20_w0.5."""
-    import yaml
+    from tests.conftest import run_shipped_quickstart
 
-    from benchmark.runner import run_suite
-    from benchmark.suite import load_suite
-    from tests.conftest import REPO
-
-    suite = yaml.safe_load((REPO / "suites" / "quickstart.yaml").read_text())
-    suite["output_dir"] = str(tmp_path / "run")
-    suite["leaderboard_dir"] = str(tmp_path / "leaderboard")
-    path = tmp_path / "quickstart.yaml"
-    path.write_text(yaml.safe_dump(suite))
-    run_suite(load_suite(path), progress=False, log=lambda _m: None)
+    run_shipped_quickstart(tmp_path)
     assert main(["compare", str(tmp_path / "run"), "small_cnn", "resnet20_w0.5", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     run = open_run(tmp_path / "run")

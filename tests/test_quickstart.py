@@ -15,9 +15,8 @@ import re
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_shipped_quickstart
 
 UNTRAINED = "small_cnn_untrained"
 TEMPERATURE_ROW = "small_cnn_w0.125+temperature"
@@ -37,16 +36,8 @@ UNTRAINED_TOLERANCE = {r"^clean_acc_pct$": 0.3, r"^clean_nll$": 1e-4}
 
 @pytest.fixture(scope="module")
 def rerun(tmp_path_factory) -> pd.DataFrame:
-    from benchmark.runner import run_suite
-    from benchmark.suite import load_suite
-
     folder = tmp_path_factory.mktemp("quickstart")
-    suite = yaml.safe_load((REPO / "suites" / "quickstart.yaml").read_text())
-    suite["output_dir"] = str(folder / "run")
-    suite["leaderboard_dir"] = str(folder / "leaderboard")
-    path = folder / "quickstart.yaml"
-    path.write_text(yaml.safe_dump(suite))
-    run_suite(load_suite(path), progress=False, log=lambda _m: None)
+    run_shipped_quickstart(folder)
     return pd.read_csv(folder / "leaderboard" / "quickstart.csv").set_index("model")
 
 
