@@ -127,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("suite", help="suite YAML file")
     add_set_option(check)
     check.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    check.add_argument("--strict", action="store_true", help="exit 1 if any flag is raised")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 if any flag is raised or any of the suite's claims is contradicted",
+    )
 
     compare = commands.add_parser(
         "compare", help="paired significance tests between two models of a run"
@@ -176,6 +180,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         summary = run_suite(suite, progress=progress, executor=executor)
     print(format_table(summary.leaderboard, columns=summary.columns))
+    if summary.claims:
+        from benchmark.claims import format_claims
+
+        print("\n" + format_claims(summary.claims, suite.alpha))
     if not args.quiet:
         print(f"\nwritten: {', '.join(str(p) for p in summary.written)}", file=sys.stderr)
     return 0
@@ -295,7 +303,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(format_findings(summary.findings))
-    return 1 if args.strict and summary.findings else 0
+    contradicted = [c for c in summary.claims if c.verdict == "contradicted"]
+    if summary.claims:
+        from benchmark.claims import format_claims
+
+        print("\n" + format_claims(summary.claims, suite.alpha))
+    return 1 if args.strict and (summary.findings or contradicted) else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

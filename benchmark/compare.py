@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
 
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.adversarial import THREAT_METRICS
@@ -32,6 +31,7 @@ from benchmark.evaluations.predictions import probabilities_from_records
 from benchmark.metrics.bootstrap import resample_counts
 from benchmark.metrics.calibration import batched_ece
 from benchmark.metrics.failure import batched_auroc
+from benchmark.metrics.significance import bootstrap_p_value, mcnemar_exact
 from benchmark.metrics.specs import SUMMARY_METRICS, Direction, find_spec
 from benchmark.runner.cache import RECORDS_FILE
 
@@ -93,16 +93,6 @@ def open_run(source: str | Path) -> Run:
         return Run(manifest, data["suite"], data["jobs"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise BenchmarkError(f"{manifest}: not a run manifest ({exc})") from None
-
-
-def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[int, int, float]:
-    """(b, c, two-sided exact p-value): b = A right and B wrong, c = A wrong and B right."""
-    a_correct, b_correct = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
-    b = int((a_correct & ~b_correct).sum())
-    c = int((~a_correct & b_correct).sum())
-    n = b + c
-    p = 1.0 if n == 0 else min(1.0, 2.0 * float(binom.cdf(min(b, c), n, 0.5)))
-    return b, c, p
 
 
 @dataclass
@@ -177,10 +167,7 @@ def _bootstrap_difference(
     if len(diffs) == 0:
         return float("nan"), float("nan"), float("nan")
     low, high = np.percentile(diffs, [2.5, 97.5])
-    # (k + 1) / (B + 1): a p-value from B resamples is never reported as exactly 0
-    tail = min(int((diffs <= 0).sum()), int((diffs >= 0).sum()))
-    p = min(1.0, 2.0 * (tail + 1) / (len(diffs) + 1))
-    return float(low), float(high), p
+    return float(low), float(high), bootstrap_p_value(diffs)
 
 
 def compare_records(

@@ -32,8 +32,9 @@ from benchmark.runner.jobs import (
 from benchmark.suite import SuiteError, load_suite
 from benchmark.suite.schema import Autocast
 from benchmark.utils import stable_hash
-from models.training import TrainContext, TrainingJob, train_or_load
+from models.training import TrainContext, TrainingJob, TrainingLoop, train_or_load
 from models.training.sam_swa import SamSwaLoop, SamSwaParams
+from models.training.standard import StandardParams
 from tests.conftest import interrupt_in_second_epoch, tiny_suite
 
 CPU = torch.device("cpu")
@@ -265,11 +266,30 @@ def test_a_suite_trained_in_bf16_gets_its_own_checkpoint_and_job_keys(tmp_path, 
 
 
 def test_a_recipe_with_its_own_train_step_refuses_autocast(tmp_path):
+    """A train_step that does not say it autocasts itself is refused, not run in float32."""
+
+    class OwnStep(TrainingLoop):
+        def train_step(self, model, optimizer, x, y, state):
+            return super().train_step(model, optimizer, x, y, state)
+
     train = load_dataset("digits", "train").subset(64, 0)
-    params = SamSwaParams(epochs=1, swa_start=0, batch_size=32)
     ctx = TrainContext(CPU, 0, tmp_path / "state.pt", progress=False, autocast=torch.bfloat16)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    with pytest.raises(BenchmarkError, match=r"^training.autocast: SamSwaLoop has its own"):
+    with pytest.raises(BenchmarkError, match=r"^training.autocast: OwnStep has its own"):
+        OwnStep(StandardParams(epochs=1, batch_size=32), ctx).run(model, train, None)
+
+
+def test_sam_runs_both_passes_under_bf16_and_refuses_fp16(tmp_path):
+    train = load_dataset("digits", "train").subset(64, 0)
+    params = SamSwaParams(epochs=1, swa_start=0, batch_size=32)
+    dtypes = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    model.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+    ctx = TrainContext(CPU, 0, tmp_path / "a.pt", progress=False, autocast=torch.bfloat16)
+    SamSwaLoop(params, ctx).run(model, train, None)
+    assert dtypes[:4] == [torch.bfloat16] * 4  # two steps, two passes each
+    ctx = TrainContext(CPU, 0, tmp_path / "b.pt", progress=False, autocast=torch.float16)
+    with pytest.raises(BenchmarkError, match="sam_swa supports bf16"):
         SamSwaLoop(params, ctx).run(model, train, None)
 
 

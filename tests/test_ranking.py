@@ -172,14 +172,16 @@ def test_replica_groups_add_per_bin_variance_across_seeds(tmp_path, write_suite)
     jobs = {j.row_name: j.key for j in expand_jobs(suite, "cpu")}
     cache = ResultCache(suite.cache_root)
     records = {row: cache.load_records(key) for row, key in jobs.items()}
-    # independent recomputation: true-class probability per run, population variance per example
+    # independent recomputation: true-class probability per run, the sample variance (1/(M-1),
+    # as the AR-AdaLS paper) per example
     probs = np.stack(
         [
             r[[f"prob_{k}" for k in range(10)]].to_numpy()[np.arange(60), r["label"]]
             for r in records.values()
         ]
     )
-    variance = probs.var(axis=0)
+    m = len(probs)
+    variance = ((probs - probs.mean(axis=0)) ** 2).sum(axis=0) / (m - 1)
     assert variance.mean() > 0, "different training seeds must give different models"
     for row, frame in records.items():
         least = variance[frame["bin"].to_numpy() == 0].mean()

@@ -505,6 +505,46 @@ def test_sam_step_uses_the_gradient_at_the_perturbed_weights(tmp_path, digits):
         assert torch.allclose(p, e, atol=1e-6)
 
 
+def test_sam_alone_keeps_the_last_weights_and_the_cosine_schedule(tmp_path, digits):
+    """``swa: false`` (FMFP's SAM-only ablation): no averaging, no BatchNorm recomputation,
+    the final weights are the last step's, and swa_start may lie past the end."""
+    train, val = digits
+    last: dict[str, torch.Tensor] = {}
+
+    class Spy(SamSwaLoop):
+        def end_epoch(self, model, train, val, record):
+            last.update({n: p.detach().clone() for n, p in model.named_parameters()})
+            super().end_epoch(model, train, val, record)
+
+    params = params_of(SamSwaParams, epochs=2, swa=False, optimizer="sgd", lr=0.05)
+    assert params.swa_start >= params.epochs  # refused with swa: true
+    model = fresh_model(train)
+    history = Spy(params, context(tmp_path)).run(model, train, val)
+    for name, value in model.named_parameters():
+        assert torch.equal(value, last[name]), name
+    assert all(r["swa_models"] == 0 for r in history["history"])
+    assert sam_swa_lr(params, 150) == pytest.approx(
+        0.5 * params.lr * (1 + math.cos(math.pi * 150 / params.cosine_epochs))
+    )
+
+
+def test_swa_alone_takes_one_pass_per_step(tmp_path, digits):
+    train, _ = digits
+    params = params_of(SamSwaParams, rho=0.0, optimizer="sgd", lr=0.1, momentum=0.0, swa_start=0)
+    model = fresh_model(train)
+    x, y = train.x[:64], train.y[:64]
+    twin = copy.deepcopy(model).train()
+    grads = torch.autograd.grad(F.cross_entropy(twin(x), y), list(twin.parameters()))
+    expected = [p.detach() - 0.1 * g for p, g in zip(model.parameters(), grads, strict=True)]
+    calls = record_inputs(model.train())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = BatchState(0, 0, torch.arange(64), torch.Generator())
+    SamSwaLoop(params, context(tmp_path)).train_step(model, optimizer, x, y, state)
+    assert len(calls) == 1
+    for p, e in zip(model.parameters(), expected, strict=True):
+        assert torch.allclose(p, e, atol=1e-6)
+
+
 def test_sam_swa_schedule_matches_torch_cosine_then_swalr():
     from torch.optim.lr_scheduler import CosineAnnealingLR
     from torch.optim.swa_utils import SWALR

@@ -41,7 +41,7 @@ counts with a single sort. Tests check every value against sklearn.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import xlogy
+from scipy.special import digamma, xlogy
 
 
 def _ranked_counts(
@@ -149,6 +149,47 @@ def aurc(confidences: np.ndarray, correct: np.ndarray) -> float:
     """Area under the risk-coverage curve in [0, 1]: mean selective risk over k = 1..N."""
     _, risk = risk_coverage_curve(confidences, correct)
     return float(risk.mean()) if len(risk) else float("nan")
+
+
+def batched_aurc(confidences: np.ndarray, correct: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AURC in [0, 1] for each row of integer example weights (B, N), e.g. bootstrap
+    resample counts: exactly the AURC of the data set holding example i w_i times.
+
+    The order by confidence is the same for every row. A tied run with total weight w,
+    weighted errors e (error fraction p = e / w) and W examples, E errors before it adds
+    sum_{j=1..w} (E + j p) / (W + j) = e + (E - p W) (H(W + w) - H(W)) to the sum of
+    selective risks, H the harmonic numbers (H(n) = digamma(n + 1) + Euler's gamma), so no
+    resample is expanded into copies. Weights all one give :func:`aurc`."""
+    confidences, correct = _prepare(confidences, correct)
+    weights = np.atleast_2d(np.asarray(weights, np.float64))
+    n = len(confidences)
+    if n == 0:
+        return np.full(len(weights), np.nan)
+    order = np.argsort(-confidences, kind="stable")
+    sorted_conf = confidences[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_conf)) + 1]
+    w = weights[:, order]
+    errors = (~correct[order]).astype(np.float64)
+    run_w = np.add.reduceat(w, starts, axis=1)  # (B, runs)
+    run_e = np.add.reduceat(w * errors, starts, axis=1)
+    before_w = np.cumsum(run_w, axis=1) - run_w
+    before_e = np.cumsum(run_e, axis=1) - run_e
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(run_w > 0, run_e / np.where(run_w > 0, run_w, 1.0), 0.0)
+        harmonic = digamma(before_w + run_w + 1.0) - digamma(before_w + 1.0)
+        total = (run_e + (before_e - p * before_w) * harmonic).sum(axis=1)
+        return total / weights.sum(axis=1)
+
+
+def batched_excess_aurc(
+    confidences: np.ndarray, correct: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """E-AURC for each row of integer example weights (B, N), as :func:`batched_aurc`."""
+    weights = np.atleast_2d(np.asarray(weights, np.float64))
+    errors = (~np.asarray(correct, bool)).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (weights @ errors) / weights.sum(axis=1)
+    return batched_aurc(confidences, correct, weights) - (r + xlogy(1.0 - r, 1.0 - r))
 
 
 def excess_aurc(confidences: np.ndarray, correct: np.ndarray) -> float:

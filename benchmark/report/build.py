@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import pandas as pd
 
+from benchmark.claims import ClaimResult
 from benchmark.leaderboard import FLAG_MARK, flagged_rows, is_robustness_column
 from benchmark.metrics.specs import MetricSpec
 from benchmark.report.figures import eps_curve_uri, reliability_uri, severity_uris
@@ -208,8 +209,10 @@ def build_report(
     findings: list[Finding],
     inputs: TrustInputs | None = None,
     columns: Mapping[str, MetricSpec] | None = None,
+    claims: Sequence[ClaimResult] = (),
 ) -> str:
-    """The HTML report; ``columns`` are the column declarations (``RunSummary.columns``)."""
+    """The HTML report; ``columns`` are the column declarations (``RunSummary.columns``),
+    ``claims`` the suite's checked claims."""
     table, rows = leaderboard_table(frame, columns)
     used = sorted(
         {f.flag for f in findings}
@@ -225,5 +228,6 @@ def build_report(
             "all_flags": dict(sorted(FLAG_EXPLANATIONS.items())),
             "sections": model_sections(suite, jobs, cache, frame, findings, inputs),
             "suite_figures": suite_figures(inputs),
+            "claims": list(claims),
         }
     )

@@ -34,6 +34,7 @@ from benchmark.utils import stable_hash
 from models.posthoc import POSTHOC
 from models.registry import key_params, model_code_version
 from models.training import TrainingJob
+from models.training.engine import WarmStart
 from models.weights import cached_sha256
 
 
@@ -41,6 +42,31 @@ def split_fingerprint(suite: Suite, split: Split) -> dict[str, Any]:
     """The content fingerprint of ``split`` of the suite's dataset (not its ``root``)."""
     d = suite.dataset
     return dataset_fingerprint(d.name, split, root=d.root, download=d.download)
+
+
+def warm_start(spec: ModelSpec, suite: Suite) -> WarmStart | None:
+    """The starting weights of a fine-tuning row (``training.init``): a file, identified by
+    its SHA-256, or another row's weights (its training job, or its checkpoint file)."""
+    assert spec.training is not None
+    init = spec.training.init_source
+    if init is None:
+        return None
+    if init.row is None:
+        sha = init.sha256 or cached_sha256(Path(init.path or ""))
+        return WarmStart(sha, init.path, init.url, tuple(suite.weights_dir))
+    parent = next(m for m in suite.models if m.row_name == init.row)  # checked at load
+    if parent.training is not None:
+        return WarmStart(job=training_job(parent, suite))
+    source = parent.checkpoint_source
+    assert source is not None  # the loader allows only trained or checkpoint rows
+    return WarmStart(
+        source.sha256 or cached_sha256(Path(source.path or "")),
+        source.path,
+        source.url,
+        tuple(suite.weights_dir),
+        parent.checkpoint_key,
+        parent.strip_prefix,
+    )
 
 
 def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
@@ -63,6 +89,7 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
         seed=suite.seed if spec.training.seed is None else spec.training.seed,
         normalization=spec.normalization_override,
         autocast=spec.training.autocast,
+        init=warm_start(spec, suite),
     )
 
 
@@ -245,6 +272,8 @@ def expand_jobs(suite: Suite, device_type: str) -> list[Job]:
                     val = val or [split_fingerprint(suite, "val")]
                     fitted_on = val[0]
             for evaluation in suite.evaluations:
+                if not evaluation.applies_to(row_name):
+                    continue
                 identity_of_numbers = {
                     "model": identity,
                     "evaluation": evaluation_identity(evaluation),

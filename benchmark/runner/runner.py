@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from benchmark.claims import ClaimResult, check_claims, write_claims
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
 from benchmark.leaderboard import leaderboard_column_spec, write_leaderboard
@@ -56,6 +57,7 @@ class RunSummary:
     missing: list[str] = field(default_factory=list)  # jobs neither cached nor run (select)
     # leaderboard column -> its evaluation's declaration (unit, direction) of that metric
     columns: dict[str, MetricSpec] = field(default_factory=dict)
+    claims: list[ClaimResult] = field(default_factory=list)  # the suite's claims, checked
 
 
 def train_suite(
@@ -147,12 +149,17 @@ def run_suite(
     summary.leaderboard, summary.findings, summary.trust, summary.columns = collect(
         suite, jobs, cache
     )
+    summary.claims = suite_claims(suite, jobs, cache)
     if not write:
         return summary
     check_run_dir(suite)  # again: a suite started at the same time may have finished first
     summary.written = write_leaderboard(
         summary.leaderboard, suite.leaderboard_dir, suite.name, summary.columns
     )
+    if suite.claims:
+        summary.written += write_claims(
+            summary.claims, suite.leaderboard_dir, suite.name, suite.alpha
+        )
     summary.written += write_plots_once(suite, jobs, cache, Path(suite.run_dir) / "plots")
     checks_path = Path(suite.run_dir) / "checks.json"
     write_text_atomic(
@@ -162,6 +169,20 @@ def run_suite(
     _write_manifest(suite, jobs, cache)
     summary.written.append(write_report(suite, jobs, cache, summary))
     return summary
+
+
+def suite_claims(suite: Suite, jobs: list[Job], cache: ResultCache) -> list[ClaimResult]:
+    """The suite's claims checked on the cached per-example records (a job not cached: its
+    claims read "not evaluated")."""
+    if not suite.claims:
+        return []
+    keys = {(j.evaluation_name, j.row_name): j.key for j in jobs}
+
+    def records_of(evaluation: str, row: str) -> pd.DataFrame | None:
+        key = keys.get((evaluation, row))
+        return cache.load_records(key) if key is not None and cache.has(key) else None
+
+    return check_claims(suite, records_of)
 
 
 def write_report(suite: Suite, jobs: list[Job], cache: ResultCache, summary: RunSummary) -> Path:
@@ -176,6 +197,7 @@ def write_report(suite: Suite, jobs: list[Job], cache: ResultCache, summary: Run
         summary.findings,
         summary.trust,
         columns=summary.columns,
+        claims=summary.claims,
     )
     path = Path(suite.leaderboard_dir) / f"{suite.name}.html"
     write_text_atomic(path, html)

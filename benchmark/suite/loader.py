@@ -224,6 +224,87 @@ def _check_checkpoint(spec: ModelSpec, field: str, source: str) -> list[str]:
     return []
 
 
+def _check_init(suite: Suite, spec: ModelSpec, field: str, source: str) -> list[str]:
+    """A warm start names an existing file (with the declared hash) or another row whose
+    weights are a single trained or loaded model, without a cycle of warm starts."""
+    assert spec.training is not None
+    init = spec.training.init_source
+    if init is None:
+        return []
+    if init.row is None:
+        as_checkpoint = ModelSpec(model=spec.model, checkpoint=init.model_dump(exclude={"row"}))
+        return [
+            line.replace("models[?].checkpoint:", f"{field}:")
+            for line in _check_checkpoint(as_checkpoint, "models[?]", source)
+        ]
+    rows = {m.row_name: m for m in suite.models}
+    seen = [spec.row_name]
+    name: str | None = init.row
+    while name is not None:
+        parent = rows.get(name)
+        if parent is None:
+            return [f"{source}: {field}.row: no row named '{name}' (rows: {', '.join(rows)})"]
+        if name in seen:
+            cycle = " -> ".join([*seen, name])
+            return [f"{source}: {field}.row: warm starts form a cycle ({cycle})"]
+        if parent.ensemble is not None or (parent.training is None and parent.checkpoint is None):
+            return [
+                f"{source}: {field}.row: '{name}' has no single set of weights to start from "
+                "(expected a row with 'training' or 'checkpoint')"
+            ]
+        seen.append(name)
+        source_init = parent.training.init_source if parent.training is not None else None
+        name = source_init.row if source_init is not None else None
+    return []
+
+
+def _check_claims(suite: Suite, source: str) -> list[str]:
+    """Every claim names rows of the suite and columns with a paired test, evaluated on
+    those rows, with a declared direction (comparisons), the same on both sides."""
+    from benchmark.claims import find_column
+
+    rows = [name for m in suite.models for name in m.row_names()]
+    errors: list[str] = []
+    for i, claim in enumerate(suite.claims):
+        field = f"claims[{i}]"
+        named = {"better": claim.better, "than": claim.than, "row": claim.row}
+        for key, row in named.items():
+            if row is not None and row not in rows:
+                errors.append(
+                    f"{source}: {field}.{key}: no row named '{row}' (rows: {', '.join(rows)})"
+                )
+        sides = [("on", claim.on, claim.row or claim.better)]
+        if claim.row is None:
+            sides.append(
+                ("than_on" if claim.than_on else "on", claim.worse_column, claim.worse_row)
+            )
+        directions = []
+        for key, column, row in sides:
+            found = find_column(suite.evaluations, column)
+            if isinstance(found, str):
+                errors.append(f"{source}: {field}.{key}: {found}")
+                continue
+            evaluation = next(e for e in suite.evaluations if e.resolved.name == found.evaluation)
+            if row in rows and row is not None and not evaluation.applies_to(row):
+                errors.append(
+                    f"{source}: {field}.{key}: evaluation '{found.evaluation}' does not run on "
+                    f"row '{row}' (its 'models' list leaves it out)"
+                )
+            directions.append(found.direction)
+        if claim.row is None and directions:
+            if "none" in directions:
+                errors.append(
+                    f"{source}: {field}.on: the column declares no better direction, so "
+                    "'better' has no meaning; use a bound claim (row, at_least/at_most)"
+                )
+            elif len(set(directions)) > 1:
+                errors.append(
+                    f"{source}: {field}.than_on: '{claim.on}' and '{claim.worse_column}' are "
+                    "better in opposite directions; compare columns of one kind"
+                )
+    return errors
+
+
 def _check_normalization(spec: ModelSpec, dataset: str, field: str, source: str) -> list[str]:
     """One mean/std per channel of the dataset, when the dataset declares its channels."""
     from benchmark.datasets import DATASETS
@@ -271,6 +352,7 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
                     POSTHOC, posthoc.method, posthoc.params, f"{where}.params", source
                 )
         if spec.training is not None:
+            errors += _check_init(suite, spec, f"{field}.training.init", source)
             recipe = spec.training.recipe
             if recipe not in RECIPES:
                 errors.append(unknown(RECIPES, recipe, f"{field}.training.recipe"))
@@ -289,6 +371,14 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             prefix = f"{field}.params"
             errors += [f"{source}: {line}" for line in format_validation_error(exc, prefix=prefix)]
             continue
+        if evaluation.models is not None:
+            rows = [name for m in suite.models for name in m.row_names()]
+            unknown_rows = [name for name in evaluation.models if name not in rows]
+            if unknown_rows:
+                errors.append(
+                    f"{source}: {field}.models: no row named {', '.join(map(repr, unknown_rows))}"
+                    f" (rows: {', '.join(rows)})"
+                )
         if evaluation.shard_size is not None and not resolved.shardable:
             errors.append(
                 f"{source}: {field}.shard_size: evaluation type '{evaluation.type}' cannot "
@@ -308,8 +398,11 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
             if issubclass(resolved.cls, CrossModel):
                 errors += [
                     f"{source}: evaluations[{i}].{line}"
-                    for line in resolved.cls.check_rows(resolved.params, rows)
+                    for line in resolved.cls.check_rows(
+                        resolved.params, [r for r in rows if evaluation.applies_to(r)]
+                    )
                 ]
+        errors += _check_claims(suite, source)
         names = [e.resolved.name for e in suite.evaluations]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

@@ -53,6 +53,32 @@ class DatasetSpec(_Strict):
     holdout_seed: int = Field(0, ge=0, lt=2**63, description="seed of the held-out draw")
 
 
+class InitSource(_Strict):
+    """Where a warm start's weights come from: a file (as a model's ``checkpoint``) or
+    another row of the same suite."""
+
+    path: str | None = Field(None, description="local weights file (.pt, .pth, .th, .safetensors)")
+    url: str | None = Field(
+        None, pattern=r"^(https?|file)://", description="download from here (once, cached)"
+    )
+    sha256: str | None = Field(
+        None, pattern=SHA256_PATTERN, description="expected SHA-256 (64 lowercase hex digits)"
+    )
+    row: str | None = Field(
+        None, pattern=NAME_PATTERN, description="start from this row's weights (same suite)"
+    )
+
+    @model_validator(mode="after")
+    def _one_location(self) -> InitSource:
+        if sum(v is not None for v in (self.path, self.url, self.row)) != 1:
+            raise ValueError("give exactly one of 'path', 'url' or 'row'")
+        if self.url is not None and self.sha256 is None:
+            raise ValueError("a 'url' needs its 'sha256' (downloads are always verified)")
+        if self.row is not None and self.sha256 is not None:
+            raise ValueError("'sha256' belongs to a 'path' or 'url', not a 'row'")
+        return self
+
+
 class TrainingSpec(_Strict):
     recipe: str = Field(description="registered training recipe, e.g. 'standard'")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -70,6 +96,25 @@ class TrainingSpec(_Strict):
         "to bf16 or fp16 (fp16 with a gradient scaler); default float32. Part of the "
         "checkpoint key when set; same initialization and data order as float32",
     )
+    init: str | InitSource | None = Field(
+        None,
+        description="warm start (fine-tuning): the weights training starts from instead of "
+        "a random initialization: a checkpoint file path, {path|url, sha256}, or {row: name} "
+        "(another row of the suite, trained or loaded first). The weights' SHA-256 (or the "
+        "row's checkpoint key) is part of this row's checkpoint key",
+    )
+
+    @field_validator("init", mode="before")
+    @classmethod
+    def _init_mapping(cls, value: object) -> object:
+        return value if isinstance(value, str) else _as_model(value, InitSource)
+
+    @property
+    def init_source(self) -> InitSource | None:
+        """``init`` as an :class:`InitSource` (a plain string is a path)."""
+        if isinstance(self.init, str):
+            return InitSource(path=self.init)
+        return self.init
 
 
 FitOn = Literal["auto", "val", "holdout"]
@@ -332,7 +377,17 @@ class EvaluationSpec(_Strict):
     shard_size: int | None = Field(
         None, ge=1, description="split into example ranges of this size (parallel, resumable)"
     )
+    models: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="evaluate only these rows (row names, post-hoc rows included); default: "
+        "every row. The others show no value in this evaluation's columns",
+    )
     _resolved: ResolvedEvaluation | None = PrivateAttr(None)
+
+    def applies_to(self, row_name: str) -> bool:
+        """Whether this evaluation runs on the row ``row_name``."""
+        return self.models is None or row_name in self.models
 
     @property
     def resolved(self) -> ResolvedEvaluation:
@@ -371,6 +426,75 @@ class ExecutorSpec(_Strict):
     ray_address: str | None = Field(
         None, description="existing Ray cluster (e.g. 'ray://head:10001'); default: start one"
     )
+
+
+class ClaimSpec(_Strict):
+    """A claim of a paper, checked on this run's per-example results with a paired test.
+
+    Two forms. A comparison: ``better`` is better than ``than`` (another row) on the column
+    ``on``, or than its own column ``than_on`` (e.g. one robustness bin against another);
+    "better" follows the column's declared direction. A bound: ``row``'s ``on`` is
+    ``at_least`` / ``at_most`` a value. ``on`` / ``than_on`` name leaderboard columns
+    (``<evaluation name>_<metric>``)."""
+
+    name: str | None = Field(
+        None, pattern=NAME_PATTERN, description="the claim's id (default: from its fields)"
+    )
+    source: str = Field("", description="where the claim comes from, e.g. 'PEP, Table 2'")
+    published: str = Field("", description="the paper's number(s), as text, for the report")
+    on: str = Field(min_length=1, description="the leaderboard column compared")
+    better: str | None = Field(None, description="the row claimed better")
+    than: str | None = Field(None, description="the row claimed worse (default: 'better')")
+    than_on: str | None = Field(None, description="the worse side's column (default: 'on')")
+    row: str | None = Field(None, description="the row of a bound claim")
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ClaimSpec:
+        bound = self.at_least is not None or self.at_most is not None
+        if bound:
+            if self.row is None or self.better or self.than or self.than_on:
+                raise ValueError(
+                    "a bound claim names 'row', 'on' and 'at_least'/'at_most' (not 'better'/"
+                    "'than'/'than_on')"
+                )
+            if self.at_least is not None and self.at_most is not None:
+                raise ValueError("give one of 'at_least' or 'at_most'")
+            return self
+        if self.row is not None or self.better is None:
+            raise ValueError(
+                "a comparison claim names 'better', 'on' and 'than' (another row) and/or "
+                "'than_on' (another column); a bound claim: 'row', 'on', 'at_least'/'at_most'"
+            )
+        if (self.than or self.better) == self.better and (self.than_on or self.on) == self.on:
+            raise ValueError("'than' or 'than_on' must differ from 'better' / 'on'")
+        return self
+
+    @property
+    def worse_row(self) -> str:
+        return self.than or self.better or ""
+
+    @property
+    def worse_column(self) -> str:
+        return self.than_on or self.on
+
+    @property
+    def claim_id(self) -> str:
+        if self.name:
+            return self.name
+        if self.row is not None:
+            op, value = (
+                ("at_least", self.at_least)
+                if self.at_least is not None
+                else (
+                    "at_most",
+                    self.at_most,
+                )
+            )
+            return f"{self.row}:{self.on}:{op}:{value:g}"
+        worse = self.worse_row if self.than_on is None else f"{self.worse_row}:{self.than_on}"
+        return f"{self.better}>{worse}:{self.on}"
 
 
 class Suite(_Strict):
@@ -427,6 +551,14 @@ class Suite(_Strict):
         "an adversarial evaluation and lists no 'sanity' itself",
     )
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    claims: list[ClaimSpec] = Field(
+        default_factory=list,
+        description="papers' claims, each checked with a paired test after the leaderboard",
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the claims' tests")
+    claims_resamples: int = Field(
+        2000, ge=100, description="paired bootstrap resamples per claim (seeded by 'seed')"
+    )
 
     @field_validator("weights_dir", mode="before")
     @classmethod

@@ -35,6 +35,7 @@ Deviation: the loss is the batch mean of the per-example soft cross-entropy; the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,7 +51,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.inference import predict_probs
 from benchmark.metrics.robustness import robustness_bins
 from benchmark.utils import file_sha256
-from models.training.engine import TrainingJob, train_or_load
+from models.training.engine import train_or_load
 from models.training.label_smoothing import smooth_targets, soft_cross_entropy
 from models.training.loop import BatchState, LoopParams, TrainingLoop, loop_params
 from models.training.recipes import TrainContext, register_recipe
@@ -175,9 +176,9 @@ class AdaptiveLabelSmoothingLoop(TrainingLoop):
                 "or pass scores="
             )
         vanilla_params = params.vanilla if params.vanilla is not None else loop_params(params)
-        vanilla_job = TrainingJob(
-            job.model_key, job.model_params, "standard", vanilla_params, job.data, job.seed
-        )
+        # the same model, data, seed, normalization, precision and warm start; only the
+        # recipe differs
+        vanilla_job = replace(job, recipe="standard", recipe_params=vanilla_params)
         vanilla, _ = train_or_load(
             vanilla_job, train, val, folder, self.ctx.device, self.ctx.progress
         )

@@ -32,6 +32,7 @@ from benchmark.utils import derive_seed, stable_hash, write_text_atomic, writing
 from models.checkpoints import load_checkpoint, save_checkpoint
 from models.registry import Normalization, NormalizedModel, build_model, model_code_version
 from models.training.recipes import RECIPES, TrainContext, recipe_code_version
+from models.weights import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,29 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class WarmStart:
+    """The weights a training job starts from instead of a random initialization: a weights
+    file (identified by its SHA-256; ``path`` or ``url`` says where it is) or the checkpoint
+    of another training job (trained first, through the same cache)."""
+
+    sha256: str | None = None
+    path: str | None = None
+    url: str | None = None
+    weights_dirs: tuple[str, ...] = ()
+    checkpoint_key: str | None = None
+    strip_prefix: str | None = None
+    job: TrainingJob | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the starting weights in the seed key: the file's hash, or the
+        parent job's seed key (its full key, with code versions, is in :meth:`TrainingJob.key`)."""
+        if self.job is not None:
+            return {"job": self.job.seed_key()}
+        extraction = {"checkpoint_key": self.checkpoint_key, "strip_prefix": self.strip_prefix}
+        return {"sha256": self.sha256, **{k: v for k, v in extraction.items() if v is not None}}
+
+
+@dataclass(frozen=True)
 class TrainingJob:
     """Everything that determines a trained model's weights."""
 
@@ -72,11 +96,18 @@ class TrainingJob:
     # key only when set, and never in the seeds: the same initialization and data order as
     # float32, so a comparison shows the precision's effect and not new random draws
     autocast: str | None = None
+    # warm start (fine-tuning); in the key only when set, so trainings from a random
+    # initialization keep their checkpoints
+    init: WarmStart | None = None
 
     def _identity(self) -> dict[str, Any]:
         recipe = RECIPES.get(self.recipe)
         full_params = recipe.params_model.model_validate(self.recipe_params).model_dump()
-        override = {} if self.normalization is None else {"normalization": self.normalization}
+        override: dict[str, Any] = {}
+        if self.normalization is not None:
+            override["normalization"] = self.normalization
+        if self.init is not None:
+            override["init"] = self.init.identity()
         return {
             **override,
             "model": self.model_key,
@@ -97,6 +128,8 @@ class TrainingJob:
             "recipe_code": recipe_code_version(self.recipe),
             "data_content": self.data.get("content"),
         }
+        if self.init is not None and self.init.job is not None:
+            versions["init_checkpoint"] = self.init.job.key()
         precision = {} if self.autocast is None else {"autocast": self.autocast}
         return stable_hash({**self._identity(), **precision, "versions": versions})
 
@@ -140,6 +173,32 @@ def _fresh_model(job: TrainingJob, train: ArrayDataset) -> NormalizedModel:
     """The untrained model of ``job``, initialized from its seed."""
     torch.manual_seed(derive_seed(job.seed, job.seed_key(), "init"))
     return build_model(job.model_key, job.model_params, train.info, normalization=job.normalization)
+
+
+def _warm_start(
+    model: NormalizedModel,
+    init: WarmStart,
+    train: ArrayDataset,
+    val: ArrayDataset | None,
+    checkpoint_dir: Path,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    """Load the starting weights of a fine-tuning job into ``model`` (strictly: a warm start
+    that silently left some layers random would not be the model the suite describes)."""
+    if init.job is not None:
+        parent_val = val if init.job.data.get("val") else None
+        _, path = train_or_load(init.job, train, parent_val, checkpoint_dir, device, progress)
+        load_checkpoint(model, path)
+        return
+    path = resolve_checkpoint(init.path, init.url, init.sha256, init.weights_dirs, progress)
+    load_checkpoint(
+        model,
+        path,
+        expected_sha256=init.sha256,
+        checkpoint_key=init.checkpoint_key,
+        strip_prefix=init.strip_prefix,
+    )
 
 
 def _load_cached(model: NormalizedModel, checkpoint: Path, meta_path: Path) -> str | None:
@@ -202,6 +261,8 @@ def _train_or_load_locked(
             return model.to(device).eval(), checkpoint
         log.warning("checkpoint cache entry %s: %s; retraining it", checkpoint, problem)
         model = _fresh_model(job, train)  # a failed load may have filled in some weights
+    if job.init is not None:
+        _warm_start(model, job.init, train, val, checkpoint_dir, device, progress)
 
     recipe = RECIPES.get(job.recipe)
     params = recipe.params_model.model_validate(job.recipe_params)

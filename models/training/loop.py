@@ -26,15 +26,17 @@ the loss, and whatever a recipe computes there (the adversarial examples of ``pg
 ``trades``) -- under ``torch.autocast``; backward and the optimizer step stay outside it,
 the weights and their gradients stay float32. fp16 goes through a ``torch.amp.GradScaler``
 (its state is part of the resume state), bf16 needs none. A recipe with its own
-``train_step`` (``sam_swa``) refuses autocast with a one-line error rather than train in a
-precision it does not control. Validation and end-of-epoch passes run in float32.
+``train_step`` runs under autocast only when it declares that its step applies it
+(``train_step_autocasts``, as ``sam_swa`` does for bf16); otherwise autocast is refused with
+a one-line error rather than train in a precision it does not control. Validation and
+end-of-epoch passes run in float32.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -159,6 +161,10 @@ class TrainingLoop:
     def lr_at(self, epoch_progress: float) -> float:
         return learning_rate(self.params, epoch_progress)
 
+    # A subclass with its own ``train_step`` sets this when that step runs its forward
+    # passes under ``precision(ctx.device, ctx.autocast)`` itself; otherwise autocast is refused.
+    train_step_autocasts: ClassVar[bool] = False
+
     def batch_loss(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: BatchState
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,7 +214,8 @@ class TrainingLoop:
         self, model: nn.Module, train: ArrayDataset, val: ArrayDataset | None
     ) -> dict[str, Any]:
         params, ctx = self.params, self.ctx
-        if ctx.autocast is not None and type(self).train_step is not TrainingLoop.train_step:
+        own_step = type(self).train_step is not TrainingLoop.train_step
+        if ctx.autocast is not None and own_step and not self.train_step_autocasts:
             raise BenchmarkError(
                 f"training.autocast: {type(self).__name__} has its own train_step, which does "
                 "not run under autocast; train this recipe in float32 (autocast: null)"

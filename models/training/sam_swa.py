@@ -13,15 +13,17 @@ Schedule (reference ``main_fmfp.py``): SGD lr 0.1, momentum 0.9, weight decay 5e
 into the SWA model (``AveragedModel``) while the lr is annealed to ``swa_lr`` = 0.05 over
 ``swa_anneal_epochs`` = 10 epochs (cosine, as ``SWALR``) and held there. At the end the SWA
 weights replace the model's and BatchNorm statistics are recomputed on the training images
-(``update_bn``). The lr is computed in closed form rather than by stepping ``SWALR`` and
-``CosineAnnealingLR`` objects, so it is a pure function of the epoch like every other
-recipe's schedule and needs no scheduler state to resume; it gives the same values.
+(``update_bn``). ``swa: false`` is SAM alone and ``rho: 0`` is SWA alone (one pass per
+step), the two ablations of the FMFP paper. The lr is computed in closed form rather than
+by stepping ``SWALR`` and ``CosineAnnealingLR`` objects, so it is a pure function of the
+epoch like every other recipe's schedule and needs no scheduler state to resume; it gives
+the same values.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field, model_validator
@@ -29,6 +31,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from benchmark.datasets.base import ArrayDataset
+from benchmark.errors import BenchmarkError
+from benchmark.inference import precision
 from models.training.loop import BatchState, LoopParams, TrainingLoop
 from models.training.recipes import TrainContext, register_recipe
 
@@ -40,10 +44,13 @@ class SamSwaParams(LoopParams):
     swa_anneal_epochs: int = Field(10, ge=0)
     cosine_epochs: int = Field(100, ge=1, description="T_max of the cosine phase")
     warmup_epochs: float = Field(0.0, ge=0)
+    swa: bool = Field(
+        True, description="average weights after swa_start; false: SAM alone (cosine to the end)"
+    )
 
     @model_validator(mode="after")
     def _averages_something(self) -> SamSwaParams:
-        if self.swa_start >= self.epochs:
+        if self.swa and self.swa_start >= self.epochs:
             raise ValueError(f"swa_start ({self.swa_start}) must be below epochs ({self.epochs})")
         return self
 
@@ -55,7 +62,7 @@ def sam_swa_lr(params: SamSwaParams, epoch: int) -> float:
     def cosine(e: int) -> float:
         return 0.5 * params.lr * (1 + math.cos(math.pi * e / params.cosine_epochs))
 
-    if epoch <= params.swa_start:
+    if not params.swa or epoch <= params.swa_start:
         return cosine(epoch)
     k = epoch - params.swa_start
     t = min(k / params.swa_anneal_epochs, 1.0) if params.swa_anneal_epochs else 1.0
@@ -65,6 +72,9 @@ def sam_swa_lr(params: SamSwaParams, epoch: int) -> float:
 
 class SamSwaLoop(TrainingLoop):
     params: SamSwaParams
+    # both passes run under bf16 autocast when asked; fp16 would need the gradient scaler
+    # inside the SAM step (unscaled norms), so it is refused in setup
+    train_step_autocasts: ClassVar[bool] = True
 
     def setup(
         self,
@@ -73,6 +83,11 @@ class SamSwaLoop(TrainingLoop):
         val: ArrayDataset | None,
         resumed: dict[str, Any] | None,
     ) -> None:
+        if self.ctx.autocast == torch.float16:
+            raise BenchmarkError(
+                "training.autocast: sam_swa supports bf16 (or float32), not fp16: its "
+                "perturbation norm would be taken on scaled gradients"
+            )
         self.swa = AveragedModel(model)
 
     def lr_at(self, epoch_progress: float) -> float:
@@ -87,9 +102,13 @@ class SamSwaLoop(TrainingLoop):
         state: BatchState,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         weights = [p for p in model.parameters() if p.requires_grad]
-        loss, logits = self.batch_loss(model, x, y, state)
+        with precision(self.ctx.device, self.ctx.autocast):
+            loss, logits = self.batch_loss(model, x, y, state)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.params.rho == 0:  # SWA alone: the second pass would repeat the first
+            optimizer.step()
+            return loss, logits
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in weights]
         norm = torch.linalg.vector_norm(torch.stack([g.norm(2) for g in grads]), 2)
         scale = self.params.rho / (norm + 1e-12)
@@ -98,7 +117,9 @@ class SamSwaLoop(TrainingLoop):
             for p, e in zip(weights, shifts, strict=True):
                 p.add_(e)
         optimizer.zero_grad(set_to_none=True)
-        self.batch_loss(model, x, y, state)[0].backward()
+        with precision(self.ctx.device, self.ctx.autocast):
+            second = self.batch_loss(model, x, y, state)[0]
+        second.backward()
         with torch.no_grad():
             for p, e in zip(weights, shifts, strict=True):
                 p.sub_(e)
@@ -112,11 +133,13 @@ class SamSwaLoop(TrainingLoop):
         val: ArrayDataset | None,
         record: dict[str, Any],
     ) -> None:
-        if record["epoch"] > self.params.swa_start:
+        if self.params.swa and record["epoch"] > self.params.swa_start:
             self.swa.update_parameters(model)
         record["swa_models"] = int(self.swa.n_averaged)
 
     def finish(self, model: nn.Module, train: ArrayDataset, val: ArrayDataset | None) -> None:
+        if not self.params.swa:
+            return
         batches = [
             train.x[start : start + self.params.batch_size]
             for start in range(0, len(train), self.params.batch_size)
