@@ -118,6 +118,12 @@ class NormalizedModel(nn.Module):
         self.channels_last = True
         return self
 
+    def use_contiguous(self) -> NormalizedModel:
+        """Undo :meth:`use_channels_last`: NCHW weights and inputs again (same values)."""
+        self.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        self.channels_last = False
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         if self.channels_last and x.ndim == 4:

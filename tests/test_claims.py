@@ -285,3 +285,14 @@ def test_find_column_takes_the_longest_evaluation_name(write_suite):
     suite = load_suite(write_suite(content))
     found = find_column(suite.evaluations, "clean_10_ece_pct")
     assert not isinstance(found, str) and found.evaluation == "clean_10" and found.n_bins == 10
+
+
+def test_a_bare_yaml_on_key_is_read_as_on(write_suite):
+    """PyYAML (YAML 1.1) turns a bare ``on:`` key into the boolean true."""
+    import yaml
+
+    text = yaml.safe_dump(synthetic_suite([])) + (
+        "claims:\n- better: a\n  than: b\n  on: clean_nll\n"
+    )
+    suite = load_suite(write_suite(text.replace("claims: []\n", "")))
+    assert suite.claims[0].on == "clean_nll"

@@ -103,3 +103,44 @@ def test_an_ensemble_of_checkpoints(tmp_path, write_suite):
     models[0]["ensemble"]["checkpoints"][1] = str(tmp_path / "missing.pt")
     with pytest.raises(BenchmarkError, match=r"models\[0\]\.ensemble\.checkpoints\[1\]: file not"):
         load_suite(write_suite(tiny_suite(tmp_path, models=models)))
+
+
+def test_an_ensemble_of_rows_of_different_architectures(tmp_path, write_suite):
+    """``ensemble.rows``: members are other rows (here a CNN and a ResNet), averaged by
+    probability; the key follows every member."""
+    models = [
+        {"name": "cnn", **CNN, "training": RECIPE},
+        {"name": "rn", "model": "resnet20", "params": {"width": 0.25}, "training": RECIPE},
+        {"name": "mix", **CNN, "ensemble": {"rows": ["cnn", "rn"]}},
+    ]
+    content = tiny_suite(
+        tmp_path, models=models, evaluations=[{"type": "clean", "params": {"bootstrap": 0}}]
+    )
+    suite = load_suite(write_suite(content))
+    run_suite(suite, progress=False, log=quiet)
+    cache = ResultCache(suite.cache_root)
+    jobs = {job.row_name: job for job in expand_jobs(suite, "cpu")}
+    probs = {row: probabilities_from_records(cache.load_records(j.key)) for row, j in jobs.items()}
+    np.testing.assert_allclose(probs["mix"], (probs["cnn"] + probs["rn"]) / 2, atol=1e-6)
+    content["models"][1]["training"] = {**RECIPE, "seed": 9}
+    changed = load_suite(write_suite(content, "changed.yaml"))
+    assert (
+        next(j.key for j in expand_jobs(changed, "cpu") if j.row_name == "mix") != jobs["mix"].key
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["cnn", "nope"], r"models\[1\]\.ensemble\.rows: no row named 'nope'"),
+        (["cnn", "e"], "'e' is an ensemble row"),
+        (["cnn", "cnn"], "rows must be distinct"),
+    ],
+)
+def test_bad_ensemble_rows_are_refused(tmp_path, write_suite, rows, message):
+    models = [
+        {"name": "cnn", **CNN, "training": RECIPE},
+        {"name": "e", **CNN, "ensemble": {"rows": rows}},
+    ]
+    with pytest.raises(BenchmarkError, match=message):
+        load_suite(write_suite(tiny_suite(tmp_path, models=models)))

@@ -98,3 +98,23 @@ def test_augmentations_shift_and_flip_images():
     flipped = random_flip(x, torch.Generator().manual_seed(1))
     for i in range(2):
         assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+
+
+def test_channels_last_training_is_keyed_and_served_as_cached(tmp_path, digits):
+    """``training.channels_last``: its own checkpoint key (same seeds), and the model handed
+    back is the NCHW model a later run loads from the cache, value for value."""
+    from dataclasses import replace
+
+    train, val = digits
+    nhwc = replace(job(epochs=1), model_key="resnet20", model_params={"width": 0.25},
+                   channels_last=True)  # fmt: skip
+    plain = replace(nhwc, channels_last=False)
+    assert nhwc.key() != plain.key() and nhwc.seed_key() == plain.seed_key()
+    trained, path = train_or_load(nhwc, train, val, tmp_path, torch.device("cpu"), False)
+    assert not trained.channels_last
+    assert all(p.is_contiguous() for p in trained.parameters())
+    loaded, _ = train_or_load(nhwc, train, val, tmp_path, torch.device("cpu"), False)
+    for a, b in zip(trained.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    x = val.x[:16]
+    assert torch.equal(trained.eval()(x), loaded.eval()(x))

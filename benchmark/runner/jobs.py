@@ -90,13 +90,14 @@ def training_job(spec: ModelSpec, suite: Suite) -> TrainingJob:
         normalization=spec.normalization_override,
         autocast=spec.training.autocast,
         init=warm_start(spec, suite),
+        channels_last=spec.training.channels_last,
     )
 
 
 def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
     """The model's part of a job's seed key (and key); :func:`model_versions` adds its code."""
     if spec.ensemble is not None:  # every member's identity: retraining one reruns the row
-        members = [model_identity(member, suite) for member in spec.members()]
+        members = [model_identity(member, suite) for member in suite.ensemble_members(spec)]
         return {"ensemble": members, "combine": "mean_softmax"}
     identity: dict[str, Any] = {
         "model": spec.model,
@@ -122,7 +123,9 @@ def model_versions(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
     """The code of the model (its builder's source file) and, when trained, its checkpoint
     key (the builder's and recipe's code, the training data's content)."""
     if spec.ensemble is not None:
-        return {"ensemble": [model_versions(member, suite) for member in spec.members()]}
+        return {
+            "ensemble": [model_versions(member, suite) for member in suite.ensemble_members(spec)]
+        }
     versions: dict[str, Any] = {"code": model_code_version(spec.model)}
     if spec.checkpoint_source is None and spec.training is not None:
         versions["checkpoint"] = training_job(spec, suite).key()

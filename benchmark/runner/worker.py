@@ -105,7 +105,10 @@ def materialize_model(
     """Return the model for ``spec`` in eval mode on ``device`` (training it if needed; an
     ensemble row: every member, averaged by probability)."""
     if spec.ensemble is not None:
-        members = [materialize_model(m, suite, data, device, progress) for m in spec.members()]
+        members = [
+            materialize_model(m, suite, data, device, progress)
+            for m in suite.ensemble_members(spec)
+        ]
         return Ensemble(members).to(device).eval()
     info = data.split(suite.dataset.split).info
     if spec.training is not None:

@@ -224,6 +224,23 @@ def _check_checkpoint(spec: ModelSpec, field: str, source: str) -> list[str]:
     return []
 
 
+def _check_ensemble_rows(suite: Suite, spec: ModelSpec, field: str, source: str) -> list[str]:
+    """An ensemble of rows names other single-model rows of the suite."""
+    if spec.ensemble is None or spec.ensemble.rows is None:
+        return []
+    rows = {m.row_name: m for m in suite.models}
+    errors = []
+    for name in spec.ensemble.rows:
+        member = rows.get(name)
+        if member is None:
+            errors.append(f"{source}: {field}: no row named '{name}' (rows: {', '.join(rows)})")
+        elif member is spec or member.ensemble is not None:
+            errors.append(
+                f"{source}: {field}: '{name}' is an ensemble row; members are single models"
+            )
+    return errors
+
+
 def _check_init(suite: Suite, spec: ModelSpec, field: str, source: str) -> list[str]:
     """A warm start names an existing file (with the declared hash) or another row whose
     weights are a single trained or loaded model, without a cycle of warm starts."""
@@ -342,6 +359,7 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
         else:
             errors += _check_params(MODELS, spec.model, spec.params, f"{field}.params", source)
         errors += _check_checkpoint(spec, field, source)
+        errors += _check_ensemble_rows(suite, spec, f"{field}.ensemble.rows", source)
         errors += _check_normalization(spec, suite.dataset.name, field, source)
         for j, posthoc in enumerate(spec.posthoc):
             where = f"{field}.posthoc[{j}]"

@@ -96,6 +96,13 @@ class TrainingSpec(_Strict):
         "to bf16 or fp16 (fp16 with a gradient scaler); default float32. Part of the "
         "checkpoint key when set; same initialization and data order as float32",
     )
+    channels_last: bool = Field(
+        False,
+        description="train with NHWC weights and inputs (faster convolutions on CPU, "
+        "benchmarks/results/training_step.md); not bit-comparable with NCHW training "
+        "(rounding, and noise or dropout drawn in the activations' layout), so part of the "
+        "checkpoint key when set; saved in the usual NCHW layout",
+    )
     init: str | InitSource | None = Field(
         None,
         description="warm start (fine-tuning): the weights training starts from instead of "
@@ -218,6 +225,12 @@ class EnsembleSpec(_Strict):
     checkpoints: list[str | CheckpointSource] | None = Field(
         None, min_length=2, description="one member per weights file: a path or {path|url, sha256}"
     )
+    rows: list[str] | None = Field(
+        None,
+        min_length=2,
+        description="one member per other row of the suite (any architectures: e.g. ResNets "
+        "of several depths); the row's own 'model' names its arch column only",
+    )
 
     @field_validator("checkpoints", mode="before")
     @classmethod
@@ -228,8 +241,12 @@ class EnsembleSpec(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> EnsembleSpec:
-        if (self.seeds is None) == (self.checkpoints is None):
-            raise ValueError("give exactly one of 'seeds' (trained members) or 'checkpoints'")
+        if sum(v is not None for v in (self.seeds, self.checkpoints, self.rows)) != 1:
+            raise ValueError(
+                "give exactly one of 'seeds' (trained members), 'checkpoints' or 'rows'"
+            )
+        if self.rows is not None and len(set(self.rows)) != len(self.rows):
+            raise ValueError(f"rows must be distinct (got {self.rows})")
         if self.seeds is not None:
             if len(set(self.seeds)) != len(self.seeds):
                 raise ValueError(f"seeds must be distinct (got {self.seeds})")
@@ -292,11 +309,12 @@ class ModelSpec(_Strict):
                 raise ValueError("ensemble.seeds trains one member per seed: add 'training'")
             if self.ensemble.seeds is not None and self.training.seed is not None:  # type: ignore[union-attr]
                 raise ValueError("give the members' seeds in ensemble.seeds, not training.seed")
-            if self.ensemble.checkpoints is not None and (
+            if self.ensemble.seeds is None and (
                 self.checkpoint is not None or self.training is not None
             ):
+                kind = "checkpoints" if self.ensemble.checkpoints is not None else "rows"
                 raise ValueError(
-                    "ensemble.checkpoints is the weight source: drop 'checkpoint'/'training'"
+                    f"ensemble.{kind} is the weight source: drop 'checkpoint'/'training'"
                 )
             if self.random_init or self.pretrained:
                 raise ValueError(
@@ -450,6 +468,14 @@ class ClaimSpec(_Strict):
     at_least: float | None = None
     at_most: float | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: object) -> object:
+        """YAML 1.1 (PyYAML) reads a bare ``on:`` key as the boolean true: take it back."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _one_form(self) -> ClaimSpec:
         bound = self.at_least is not None or self.at_most is not None
@@ -583,6 +609,14 @@ class Suite(_Strict):
                         "dataset.holdout is not set (e.g. dataset: {holdout: 5000})"
                     )
         return self
+
+    def ensemble_members(self, spec: ModelSpec) -> list[ModelSpec]:
+        """An ensemble row's members as plain model specs (``ensemble.rows``: those rows of
+        this suite, without their post-hoc rows); [] for a single model."""
+        if spec.ensemble is None or spec.ensemble.rows is None:
+            return spec.members()
+        by_name = {m.row_name: m for m in self.models}
+        return [by_name[name].model_copy(update={"posthoc": []}) for name in spec.ensemble.rows]
 
     @property
     def run_dir(self) -> str:

@@ -99,6 +99,8 @@ class TrainingJob:
     # warm start (fine-tuning); in the key only when set, so trainings from a random
     # initialization keep their checkpoints
     init: WarmStart | None = None
+    # NHWC training (rounding only): in the key when set, never in the seeds, as autocast
+    channels_last: bool = False
 
     def _identity(self) -> dict[str, Any]:
         recipe = RECIPES.get(self.recipe)
@@ -130,7 +132,9 @@ class TrainingJob:
         }
         if self.init is not None and self.init.job is not None:
             versions["init_checkpoint"] = self.init.job.key()
-        precision = {} if self.autocast is None else {"autocast": self.autocast}
+        precision: dict[str, Any] = {} if self.autocast is None else {"autocast": self.autocast}
+        if self.channels_last:
+            precision["channels_last"] = True
         return stable_hash({**self._identity(), **precision, "versions": versions})
 
     def seed_key(self) -> str:
@@ -278,8 +282,12 @@ def _train_or_load_locked(
     )
     _usable_resume_state(ctx.state_path)
     torch.manual_seed(ctx.seed)
+    if job.channels_last:
+        model.use_channels_last()
     with torch_threads(TRAINING_CPU_THREADS) if device.type == "cpu" else nullcontext():
         result = recipe.obj(model, train, val, params, ctx)
+    if job.channels_last:
+        model.use_contiguous()  # saved, and served, as a cached checkpoint would be
     model.cpu()
     sha = save_checkpoint(model, checkpoint)
     meta = {"sha256": sha, "job": job.__dict__, "key": key, **result}
