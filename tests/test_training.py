@@ -110,7 +110,7 @@ def test_channels_last_training_is_keyed_and_served_as_cached(tmp_path, digits):
                    channels_last=True)  # fmt: skip
     plain = replace(nhwc, channels_last=False)
     assert nhwc.key() != plain.key() and nhwc.seed_key() == plain.seed_key()
-    trained, path = train_or_load(nhwc, train, val, tmp_path, torch.device("cpu"), False)
+    trained, _ = train_or_load(nhwc, train, val, tmp_path, torch.device("cpu"), False)
     assert not trained.channels_last
     assert all(p.is_contiguous() for p in trained.parameters())
     loaded, _ = train_or_load(nhwc, train, val, tmp_path, torch.device("cpu"), False)
