@@ -33,7 +33,7 @@ from benchmark.metrics.calibration import batched_ece
 from benchmark.metrics.failure import batched_auroc
 from benchmark.metrics.significance import bootstrap_p_value, mcnemar_exact
 from benchmark.metrics.specs import SUMMARY_METRICS, Direction, find_spec
-from benchmark.runner.cache import RECORDS_FILE
+from benchmark.runner.cache import RECORDS_FILE, entry_problem
 
 KEY_COLUMNS = ("distribution", "corruption", "severity", "index")  # identifies a record's example
 
@@ -62,10 +62,22 @@ class Run:
         return list(dict.fromkeys(job["model"] for job in self.jobs))
 
     def records(self, model: str, evaluation: str) -> pd.DataFrame | None:
+        """The job's records, verified as the leaderboard's are (:func:`entry_problem`): a
+        damaged or edited entry is an error naming it, never compared. ``result_dir`` is
+        relative to the manifest's folder (older manifests: to the working directory)."""
         for job in self.jobs:
             if job["model"] == model and job["evaluation"] == evaluation:
-                path = Path(job["result_dir"]) / RECORDS_FILE
-                return pd.read_parquet(path) if path.is_file() else None
+                folder = self.manifest.parent / job["result_dir"]
+                if not folder.is_dir() and Path(job["result_dir"]).is_dir():
+                    folder = Path(job["result_dir"])
+                problem = entry_problem(folder)
+                if problem == "absent":
+                    return None
+                if problem is not None:
+                    raise BenchmarkError(
+                        f"{folder}: {problem}; rerun the suite to recompute it before comparing"
+                    )
+                return pd.read_parquet(folder / RECORDS_FILE)
         return None
 
 

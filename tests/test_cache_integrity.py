@@ -78,15 +78,44 @@ def test_damaged_entry_is_reported_and_recomputed(finished, damage, caplog):
     assert entry_problem(folder) is None  # replaced by an intact entry
 
 
-def test_entries_written_before_checksums_are_still_served(finished):
+def test_entries_without_checksums_are_recomputed(finished):
+    """An entry that carries no checksums cannot be verified: an edit would be served."""
     suite, board = finished
     job = expand_jobs(suite, "cpu")[0]
     result = ResultCache(suite.cache_root).path(job.key) / RESULT_FILE
     payload = json.loads(result.read_text())
     del payload["checksums"], payload["schema_version"]
+    payload["metrics"] = {k: 50.0 for k in payload["metrics"]}  # edited, unverifiable
     result.write_text(json.dumps(payload))
+    assert "no checksums" in str(entry_problem(result.parent))
     again = run_suite(suite, progress=False, log=quiet, write=False)
-    assert again.executed == [] and again.reused == [job.label]
+    assert again.executed == [job.label]
+    pd.testing.assert_frame_equal(again.leaderboard, board, check_exact=True)
+
+
+def test_an_entry_copied_under_another_key_is_recomputed(finished, caplog):
+    """A whole, intact entry of one job copied into another job's folder is not that job's
+    result (its stored key says whose it is)."""
+    import shutil
+
+    suite, board = finished
+    job = expand_jobs(suite, "cpu")[0]
+    cache = ResultCache(suite.cache_root)
+    donor = cache.path("0" * 16)
+    shutil.copytree(cache.path(job.key), donor)
+    payload = json.loads((donor / RESULT_FILE).read_text())
+    payload["metrics"] = {k: 11.7 for k in payload["metrics"]}
+    payload["key"] = donor.name  # a genuine entry of another job, checksums and all
+    from benchmark.runner.cache import _digest
+
+    payload["checksums"][RESULT_FILE] = _digest(payload)
+    (donor / RESULT_FILE).write_text(json.dumps(payload))
+    assert entry_problem(donor) is None
+    shutil.rmtree(cache.path(job.key))
+    shutil.copytree(donor, cache.path(job.key))
+    assert "copied entry" in str(entry_problem(cache.path(job.key)))
+    again = run_suite(suite, progress=False, log=quiet, write=False)
+    assert again.executed == [job.label]
     pd.testing.assert_frame_equal(again.leaderboard, board, check_exact=True)
 
 

@@ -171,3 +171,24 @@ def test_compare_on_the_quickstart_models(tmp_path, capsys):
             assert row["p_value"] == pytest.approx(
                 binomtest(b_count, b_count + c_count, 0.5).pvalue, rel=1e-9
             )
+
+
+def test_compare_reads_a_moved_run_from_any_directory_and_refuses_a_damaged_one(
+    quickstart_like_run, tmp_path, capsys, monkeypatch
+):
+    """The manifest's result folders are relative to it: a run copied elsewhere compares
+    from any working directory. Its records are verified as the leaderboard's: an edited or
+    truncated records file is one line naming it, never a traceback or a comparison."""
+    import shutil
+    from pathlib import Path
+
+    moved = tmp_path / "moved"
+    shutil.copytree(Path(quickstart_like_run.run_dir).resolve(), moved)
+    monkeypatch.chdir(tmp_path / "..")
+    assert main(["compare", str(moved), "small_cnn", "small_cnn+pep", "--json"]) == 0
+    capsys.readouterr()
+    records = next(moved.rglob("records.parquet"))
+    records.write_bytes(records.read_bytes()[:100])
+    assert main(["compare", str(moved), "small_cnn", "small_cnn+pep"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match its checksum" in err[0] and "Traceback" not in err[0]

@@ -420,8 +420,9 @@ def test_corrupting_with_truncation_like_np_uint8(images):
 def test_generated_sets_are_cached_atomically(tmp_path, images, monkeypatch):
     x = batch(images)
     first = cached_corrupt(x, "gaussian_noise", 2, seed=5, length_scale=None, cache_dir=tmp_path)
-    files = list(tmp_path.iterdir())
-    assert len(files) == 1 and files[0].suffix == ".npy" and not files[0].name.startswith(".")
+    files = sorted(tmp_path.iterdir())
+    assert [f.suffix for f in files] == [".npy", ".sha256"]
+    assert not any(f.name.startswith(".") for f in files)
     import benchmark.corruptions.cache as cache_module
 
     def fail(*args, **kwargs):
@@ -432,6 +433,29 @@ def test_generated_sets_are_cached_atomically(tmp_path, images, monkeypatch):
     assert torch.equal(first, again)
     with pytest.raises(AssertionError, match="regenerated"):  # other seed: other file
         cached_corrupt(x, "gaussian_noise", 2, seed=6, length_scale=None, cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda npy, sha: npy.write_bytes(npy.read_bytes()[:-7] + b"\x01" * 7),  # pixels edited
+        lambda npy, sha: sha.unlink(),  # no checksum beside it
+        lambda npy, sha: npy.write_bytes(npy.read_bytes()[:200]),  # truncated
+    ],
+    ids=["edited", "no checksum", "truncated"],
+)
+def test_a_damaged_cached_set_is_regenerated_in_one_line(tmp_path, images, caplog, damage):
+    x = batch(images)
+    first = cached_corrupt(x, "gaussian_noise", 2, seed=5, length_scale=None, cache_dir=tmp_path)
+    npy = next(tmp_path.glob("*.npy"))
+    damage(npy, npy.with_suffix(".sha256"))
+    with caplog.at_level("WARNING"):
+        again = cached_corrupt(
+            x, "gaussian_noise", 2, seed=5, length_scale=None, cache_dir=tmp_path
+        )
+    assert torch.equal(first, again)
+    lines = [r.getMessage() for r in caplog.records if "regenerating" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
 
 
 def test_set_keys_change_only_for_bumped_corruptions():

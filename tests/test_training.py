@@ -118,3 +118,36 @@ def test_channels_last_training_is_keyed_and_served_as_cached(tmp_path, digits):
         assert torch.equal(a, b)
     x = val.x[:16]
     assert torch.equal(trained.eval()(x), loaded.eval()(x))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: s.pop("optimizer"),
+        lambda s: s["model"].pop(next(iter(s["model"]))),
+        lambda s: s["model"].update({k: torch.zeros(3) for k in list(s["model"])[-1:]}),
+        lambda s: s.update(epoch=99),
+    ],
+    ids=["missing entry", "missing weight", "wrong shape", "epoch out of range"],
+)
+def test_a_resume_state_that_does_not_fit_is_discarded(
+    tmp_path, digits, monkeypatch, caplog, damage
+):
+    """A state that loads but does not fit the model (a missing entry or weight, a wrong
+    shape, an impossible epoch) is reported in one line and training starts over, to the
+    same weights as an uninterrupted run, instead of crashing on every rerun."""
+    train, val = digits
+    reference, _ = train_or_load(job(), train, val, tmp_path / "a", torch.device("cpu"), False)
+    interrupt_in_second_epoch(
+        monkeypatch,
+        lambda: train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False),
+    )
+    path = next((tmp_path / "b").glob("*.state.pt"))
+    state = torch.load(path, weights_only=True)
+    damage(state)
+    torch.save(state, path)
+    with caplog.at_level("WARNING"):
+        again, _ = train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False)
+    assert "training from the start" in caplog.text
+    for a, b in zip(reference.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

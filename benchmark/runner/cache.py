@@ -50,11 +50,11 @@ def _digest(payload: dict[str, Any]) -> str:
 def entry_problem(folder: Path) -> str | None:
     """Why the cache entry in ``folder`` cannot be served (``None``: it can).
 
-    An entry is served only if its ``result.json`` parses, is of this schema version and its
-    checksums match ``result.json`` itself, ``records.parquet`` and every artifact: a
-    truncated, emptied, edited or bit-flipped entry is recomputed, never read back. Entries
-    written before checksums existed carry none; for them the records file must at least be
-    a complete Parquet file (magic bytes at both ends)."""
+    An entry is served only if its ``result.json`` parses, is of this schema version, names
+    the key of the folder it sits in (an entry copied under another key is not that job's
+    result), and its checksums match ``result.json`` itself, ``records.parquet`` and every
+    artifact: a truncated, emptied, edited, bit-flipped or copied entry is recomputed, never
+    read back. An entry without checksums cannot be verified and is recomputed too."""
     result, records = folder / RESULT_FILE, folder / RECORDS_FILE
     if not result.is_file():
         return "absent"
@@ -68,13 +68,11 @@ def entry_problem(folder: Path) -> str | None:
         return f"schema version {payload.get('schema_version')!r}, expected {RESULT_SCHEMA_VERSION}"
     if not records.is_file():
         return f"{RECORDS_FILE} is missing"
+    if payload.get("key") != folder.name:
+        return f"its stored key {payload.get('key')!r} is not its folder's (a copied entry)"
     checksums = payload.get("checksums")
-    if checksums is None:  # legacy entry
-        with records.open("rb") as handle:
-            head = handle.read(4)
-            handle.seek(max(records.stat().st_size - 4, 0))
-            tail = handle.read(4)
-        return None if head == tail == b"PAR1" else f"{RECORDS_FILE} is truncated"
+    if checksums is None:
+        return "no checksums (written before they existed; cannot be verified)"
     if not isinstance(checksums, dict) or checksums.get(RESULT_FILE) != _digest(payload):
         return f"{RESULT_FILE} does not match its checksum (edited or corrupted)"
     for name, digest in checksums.items():

@@ -217,6 +217,7 @@ def collect(
     rows = []
     results: dict[str, dict[str, ResultSummary]] = {}  # evaluation name -> model row -> summary
     columns: dict[str, MetricSpec] = {}
+    writers: dict[str, str] = {}  # column -> the evaluation that writes it
     for model_spec in suite.models:
         entry = MODELS.get(model_spec.model)
         for row_name in model_spec.row_names():
@@ -238,6 +239,11 @@ def collect(
                 row.setdefault("n_examples", result.n_examples)
                 for metric, value in result.metrics.items():
                     column = f"{job.evaluation_name}_{metric}"
+                    if writers.setdefault(column, job.evaluation_name) != job.evaluation_name:
+                        raise BenchmarkError(
+                            f"evaluations '{writers[column]}' and '{job.evaluation_name}' both "
+                            f"write the leaderboard column '{column}'; rename one"
+                        )
                     row[column] = value
                     columns[column] = owner.metric_spec(metric) or undeclared(metric)
             rows.append(row)
@@ -398,6 +404,7 @@ def write_plots(suite: Suite, jobs: list[Job], cache: ResultCache, out: Path) ->
 
 
 def _write_manifest(suite: Suite, jobs: list[Job], cache: ResultCache) -> None:
+    run_dir = Path(suite.run_dir)
     manifest = {
         "suite": suite.model_dump(),
         "jobs": [
@@ -405,9 +412,10 @@ def _write_manifest(suite: Suite, jobs: list[Job], cache: ResultCache) -> None:
                 "model": j.row_name,
                 "evaluation": j.evaluation_name,
                 "key": j.key,
-                "result_dir": str(cache.path(j.key)),
+                # relative to the manifest's folder: valid from any working directory
+                "result_dir": os.path.relpath(cache.path(j.key).resolve(), run_dir.resolve()),
             }
             for j in jobs
         ],
     }
-    write_text_atomic(Path(suite.run_dir) / "manifest.json", json.dumps(manifest, indent=1))
+    write_text_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=1))

@@ -198,7 +198,7 @@ def check_model_output(
     try:
         with torch.no_grad():
             out = model(probe)
-    except Exception as exc:  # a plugin's forward is the user's code: report it in one line
+    except (Exception, SystemExit) as exc:  # a plugin's forward is the user's code: one line
         message = " ".join(str(exc).split())
         raise BenchmarkError(
             f"model '{row}': forward failed on a batch of {len(probe)} input(s) of shape "
@@ -207,6 +207,11 @@ def check_model_output(
     expected = (len(probe), data.info.num_classes)
     if not isinstance(out, torch.Tensor):
         raise BenchmarkError(f"model '{row}': returned {type(out).__name__}, expected a tensor")
+    if not out.is_floating_point():
+        raise BenchmarkError(
+            f"model '{row}': returned {out.dtype} outputs, expected floating-point logits "
+            "(attacks need gradients through them)"
+        )
     if tuple(out.shape) != expected:
         raise BenchmarkError(
             f"model '{row}': output shape {tuple(out.shape)} for {len(probe)} input(s), "
@@ -268,6 +273,29 @@ class JobWorker:
         return self._surrogates[name]
 
     def run(self, task: Task) -> EvaluationResult:
+        """Run ``task``. What a model's own code does wrong -- a forward that calls
+        ``sys.exit``, raises only on larger batches, cuts the graph an attack needs or
+        edits its weights in place under autograd -- ends the run with one line naming the
+        row and evaluation, never a traceback or a silent exit 0. ``BENCHMARK_DEBUG=1``
+        re-raises the original exception instead, for a traceback."""
+        try:
+            return self._run(task)
+        except BenchmarkError:
+            raise
+        except (Exception, SystemExit) as exc:
+            if os.environ.get("BENCHMARK_DEBUG") == "1":
+                raise
+            what = (
+                f"called sys.exit({exc.code!r})"
+                if isinstance(exc, SystemExit)
+                else f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            )
+            raise BenchmarkError(
+                f"model '{task.job.row_name}', evaluation '{task.job.evaluation_name}': {what} "
+                "(BENCHMARK_DEBUG=1 shows the traceback)"
+            ) from None
+
+    def _run(self, task: Task) -> EvaluationResult:
         if task.job.key not in self._jobs:
             raise BenchmarkError(f"job {task.job.key}: not a job of suite '{self.suite.name}'")
         model = self._model(task)

@@ -275,6 +275,47 @@ def _check_init(suite: Suite, spec: ModelSpec, field: str, source: str) -> list[
     return []
 
 
+def _check_shared_names(suite: Suite, source: str) -> list[str]:
+    """No two evaluations write one leaderboard column (an fgsm named ``a`` and a clean named
+    ``a_robust`` both make ``a_robust_acc_pct``) or one plot folder (``p/q`` and ``p_q``),
+    and no user evaluation takes the name of the sanity evaluation added automatically."""
+    errors = []
+    specs = [(e, e.resolved) for e in suite.evaluations]
+    for i, (_, a) in enumerate(specs):
+        for j, (_, b) in enumerate(specs):
+            if i == j or not b.name.startswith(f"{a.name}_"):
+                continue
+            rest = b.name.removeprefix(f"{a.name}_")
+            for metric_b in (m for m in b.cls.metrics if not m.is_pattern):
+                candidate = f"{rest}_{metric_b.name}"
+                if any(m.matches(candidate) for m in a.cls.metrics):
+                    errors.append(
+                        f"{source}: evaluations[{j}].name: '{b.name}' and evaluations[{i}] "
+                        f"'{a.name}' would both write the column '{a.name}_{candidate}'; "
+                        "rename one"
+                    )
+                    break
+    folders: dict[str, str] = {}
+    for i, (_, resolved) in enumerate(specs):
+        folder = resolved.name.replace("/", "_")
+        if folder in folders and folders[folder] != resolved.name:
+            errors.append(
+                f"{source}: evaluations[{i}].name: '{resolved.name}' and '{folders[folder]}' "
+                f"share the plot folder '{folder}'; rename one"
+            )
+        folders.setdefault(folder, resolved.name)
+    adds_sanity = suite.sanity and not any(e.type == "sanity" for e, _ in specs)
+    if adds_sanity and any(r.adversarial for _, r in specs):
+        for i, (spec, resolved) in enumerate(specs):
+            if resolved.name == "sanity":
+                errors.append(
+                    f"{source}: evaluations[{i}].name: 'sanity' is the name of the sanity "
+                    f"evaluation added automatically (this one is a '{spec.type}'); rename it "
+                    "or set 'sanity: false'"
+                )
+    return errors
+
+
 def _check_claims(suite: Suite, source: str) -> list[str]:
     """Every claim names rows of the suite and columns with a paired test, evaluated on
     those rows, with a declared direction (comparisons), the same on both sides."""
@@ -397,6 +438,13 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
                     f"{source}: {field}.models: no row named {', '.join(map(repr, unknown_rows))}"
                     f" (rows: {', '.join(rows)})"
                 )
+        batch = getattr(resolved.params, "batch_size", None) or suite.batch_size
+        if evaluation.shard_size is not None and evaluation.shard_size % batch:
+            errors.append(
+                f"{source}: {field}.shard_size: {evaluation.shard_size} is not a multiple of "
+                f"the batch size ({batch}): shards would cut attack batches differently from "
+                "an unsharded run"
+            )
         if evaluation.shard_size is not None and not resolved.shardable:
             errors.append(
                 f"{source}: {field}.shard_size: evaluation type '{evaluation.type}' cannot "
@@ -421,6 +469,7 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
                     )
                 ]
         errors += _check_claims(suite, source)
+        errors += _check_shared_names(suite, source)
         names = [e.resolved.name for e in suite.evaluations]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

@@ -34,6 +34,7 @@ end-of-epoch passes run in float32.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -51,6 +52,8 @@ from benchmark.registry import StrictParams
 from benchmark.utils import save_torch_atomic
 from models.training.augment import random_crop, random_flip
 from models.training.recipes import TrainContext
+
+log = logging.getLogger(__name__)
 
 
 class LoopParams(StrictParams):
@@ -74,6 +77,35 @@ class LoopParams(StrictParams):
     warmup_epochs: float = Field(1.0, ge=0)
     augment: Literal["crop_flip", "crop", "none"] = "crop_flip"
     crop_padding: int = Field(4, ge=0)
+
+
+RESUME_KEYS = ("model", "optimizer", "generator", "torch_rng", "epoch", "history")
+
+
+def resume_problem(saved: Any, model: nn.Module, epochs: int) -> str | None:
+    """Why a per-epoch resume state cannot be applied to ``model`` (None: it can): a missing
+    entry, weights whose names or shapes differ from the model's, an epoch out of range.
+    Checked before anything is loaded, so a bad state never half-fills the model."""
+    if not isinstance(saved, dict):
+        return f"holds a {type(saved).__name__}, not a dict"
+    missing = [k for k in RESUME_KEYS if k not in saved]
+    if missing:
+        return f"no {', '.join(missing)}"
+    weights, expected = saved["model"], model.state_dict()
+    if not isinstance(weights, dict) or set(weights) != set(expected):
+        names = set(weights) if isinstance(weights, dict) else set()
+        gone, extra = sorted(set(expected) - names), sorted(names - set(expected))
+        return f"weights differ from the model's (missing {gone[:3]}, unexpected {extra[:3]})"
+    for name, value in expected.items():
+        if not isinstance(weights[name], torch.Tensor) or weights[name].shape != value.shape:
+            found = tuple(getattr(weights[name], "shape", ()))
+            return f"weight {name} has shape {found}, expected {tuple(value.shape)}"
+    epoch = saved["epoch"]
+    if not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+        return f"epoch {epoch!r} is not in [0, {epochs}]"
+    if not isinstance(saved["history"], list):
+        return "history is not a list"
+    return None
 
 
 def loop_params(params: LoopParams) -> dict[str, Any]:
@@ -224,6 +256,10 @@ class TrainingLoop:
         saved = None
         if ctx.state_path.is_file():
             saved = torch.load(ctx.state_path, map_location="cpu", weights_only=True)
+            if (problem := resume_problem(saved, model, params.epochs)) is not None:
+                log.warning("resume state %s: %s; training from the start", ctx.state_path, problem)
+                ctx.state_path.unlink(missing_ok=True)
+                saved = None
         self.setup(model, train, val, None if saved is None else saved.get("recipe", {}))
         torch.manual_seed(ctx.seed)
         optimizer = make_optimizer(model, params)
