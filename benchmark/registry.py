@@ -135,7 +135,8 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> list[st
         elif item["type"] == "missing":
             message = "required field is missing"
         elif "input" in item and item["type"] not in ("model_type", "value_error"):
-            message += f" (got {item['input']!r})"
+            shown = repr(item["input"])  # bounded: an alias bomb's value is megabytes long
+            message += f" (got {shown if len(shown) <= 200 else shown[:200] + '...'})"
         # one line each, whatever the document holds (a key "\n" must not split the line)
         lines.append(f"{path or '<top level>'}: {message}".replace("\n", "\\n"))
     return lines

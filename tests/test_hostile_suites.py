@@ -139,3 +139,44 @@ def test_a_model_whose_forward_raises_fails_in_one_line(tmp_path, write_suite):
     message = str(info.value)
     assert "model 'bad': forward failed" in message and "RuntimeError" in message
     assert "\n" not in message
+
+
+BOMB = (
+    "[&a [1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b],"
+    " &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d],"
+    " &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]]"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("&a [*a]", "an alias refers to a node that contains it"),
+        ("[" * 3000 + "]" * 3000, "nested too deeply"),
+        (BOMB, "YAML nodes (aliases); limit"),
+    ],
+    ids=["self-referencing alias", "deep nesting", "alias bomb"],
+)
+def test_hostile_yaml_is_one_line_in_files_and_in_set_values(
+    tmp_path, write_suite, capsys, value, message
+):
+    from benchmark.cli import main
+
+    path = write_suite(f"name: x\nseed: {value}\n", "hostile.yaml")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and len(err[0]) < 400
+    good = write_suite(tiny_suite(tmp_path), "good.yaml")
+    assert main(["validate", str(good), "--set", f"seed={value}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and len(err[0]) < 400
+
+
+def test_a_huge_rejected_value_is_not_echoed_in_full(tmp_path, write_suite, capsys):
+    from benchmark.cli import main
+
+    big = "[" + ", ".join(["1"] * 5000) + "]"
+    assert main(["validate", str(write_suite(tiny_suite(tmp_path))), "--set", f"seed={big}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed: Input should be a valid integer" in err[0]
+    assert len(err[0]) < 400

@@ -47,7 +47,7 @@ def test_values_keep_their_yaml_types_and_missing_keys_are_created():
         ("models[5].name=x", "models has 2 item(s), no index 5"),
         ("dataset[0]=x", "dataset is not a list"),
         ("name.first=x", "name is not a mapping"),
-        ("seed=[1", "value is not valid YAML"),
+        ("seed=[1", "value: invalid YAML"),
     ],
 )
 def test_malformed_overrides_fail_in_one_line(tmp_path, write_suite, capsys, override, message):

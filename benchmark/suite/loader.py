@@ -17,20 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from benchmark.errors import BenchmarkError
 from benchmark.registry import Registry, format_validation_error
 from benchmark.suite.overrides import apply_override
+from benchmark.suite.safe_yaml import YamlProblem, load_bounded
 from benchmark.suite.schema import EvaluationSpec, ModelSpec, Normalization, Suite
 from benchmark.utils import stable_hash
 from models.weights import cached_sha256
 
 MAX_SUITE_BYTES = 1 << 20
-# Bound on the document after expanding YAML aliases: a 1 KB "billion laughs" file of nested
-# anchors expands to billions of nodes that validation would walk one by one.
-MAX_SUITE_NODES = 100_000
 
 
 class SuiteError(BenchmarkError):
@@ -109,63 +106,11 @@ def read_yaml(path: Path) -> Any:
     if path.stat().st_size > MAX_SUITE_BYTES:
         raise SuiteError([f"{path}: suite file larger than {MAX_SUITE_BYTES} bytes; refusing"])
     try:
-        text = path.read_text()
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        if (duplicate := _duplicate_key(root, set())) is not None:
-            key, line = duplicate
-            raise SuiteError([f"{path}: line {line}: duplicate key '{key}' (YAML keeps only one)"])
-        nodes = _expanded_nodes(root, {})
-        if nodes > MAX_SUITE_NODES:
-            raise SuiteError(
-                [f"{path}: suite expands to {nodes} YAML nodes (aliases); limit {MAX_SUITE_NODES}"]
-            )
-        return yaml.safe_load(text)
-    except RecursionError:
-        raise SuiteError([f"{path}: invalid YAML: nested too deeply"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError([f"{path}: invalid YAML: {where}{problem}"]) from None
+        return load_bounded(path.read_text())
+    except YamlProblem as exc:
+        raise SuiteError([f"{path}: {exc}"]) from None
     except UnicodeDecodeError:
         raise SuiteError([f"{path}: not a UTF-8 text file"]) from None
-
-
-def _duplicate_key(node: yaml.Node | None, seen: set[int]) -> tuple[str, int] | None:
-    """The first mapping key given twice (and its line): YAML silently keeps the last one, so
-    ``eps: 8/255`` overridden by a forgotten ``eps: 0.5`` further down would go unnoticed."""
-    if node is None or id(node) in seen:
-        return None
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        keys: set[str] = set()
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                if key_node.value in keys:
-                    return key_node.value, key_node.start_mark.line + 1
-                keys.add(key_node.value)
-            if (found := _duplicate_key(value_node, seen)) is not None:
-                return found
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            if (found := _duplicate_key(item, seen)) is not None:
-                return found
-    return None
-
-
-def _expanded_nodes(node: yaml.Node | None, memo: dict[int, int]) -> int:
-    """Number of nodes of the document with every alias expanded (memoized per node)."""
-    if node is None:
-        return 0
-    if id(node) not in memo:
-        memo[id(node)] = 1  # provisional: guards against recursive (self-referencing) aliases
-        if isinstance(node, yaml.SequenceNode):
-            memo[id(node)] = 1 + sum(_expanded_nodes(child, memo) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            memo[id(node)] = 1 + sum(
-                _expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value
-            )
-    return memo[id(node)]
 
 
 def non_finite_numbers(value: Any, where: str = "") -> list[str]:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-
 from benchmark.errors import BenchmarkError
+from benchmark.suite.safe_yaml import YamlProblem, load_bounded
+
+MAX_VALUE_CHARS = 100_000
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -47,10 +48,16 @@ def parse_path(dotted: str, override: str) -> list[str | int]:
 
 
 def parse_value(text: str, override: str) -> Any:
+    """The value as YAML, with the bounds of a suite file (:mod:`benchmark.suite.safe_yaml`):
+    a self-referencing alias, an alias bomb or deep nesting is one line, not a hang."""
+    if len(text) > MAX_VALUE_CHARS:
+        raise OverrideError(
+            f"--set {override[:60]}...: value longer than {MAX_VALUE_CHARS} characters"
+        )
     try:
-        return yaml.safe_load(text) if text.strip() else text
-    except yaml.YAMLError:
-        raise OverrideError(f"--set {override}: value is not valid YAML") from None
+        return load_bounded(text) if text.strip() else text
+    except YamlProblem as exc:
+        raise OverrideError(f"--set {override[:80]}: value: {exc}") from None
 
 
 def apply_override(document: dict[str, Any], override: str) -> None:
