@@ -64,12 +64,15 @@ class ClaimResult:
 
 
 def statement(claim: ClaimSpec) -> str:
-    """The claim in words, e.g. ``ar_adals < vanilla_ft on clean_ece_pct (lower is better)``."""
+    """The claim in words, e.g. ``ar_adals better than vanilla_ft on clean_ece_pct``."""
     if claim.row is not None:
         op, bound = (">=", claim.at_least) if claim.at_least is not None else ("<=", claim.at_most)
         return f"{claim.row}: {claim.on} {op} {bound:g}"
-    worse = claim.worse_row if claim.than_on is None else f"{claim.worse_row} {claim.than_on}"
-    return f"{claim.better} better than {worse} on {claim.on}"
+    if claim.than_on is not None and claim.worse_row == claim.better:
+        return f"{claim.better}: {claim.on} better than {claim.than_on}"
+    if claim.than_on is not None:
+        return f"{claim.better} {claim.on} better than {claim.worse_row} {claim.than_on}"
+    return f"{claim.better} better than {claim.worse_row} on {claim.on}"
 
 
 def _resolve(suite: Suite, column: str) -> ColumnStatistic:
