@@ -197,10 +197,18 @@ def executor_overrides(spec: ExecutorSpec, args: argparse.Namespace) -> Executor
     if args.executor:
         update["kind"] = args.executor
     if args.workers is not None:
-        if args.workers < 1:
-            raise BenchmarkError(f"--workers: must be at least 1 (got {args.workers})")
         update["workers"] = args.workers
-    return spec.model_copy(update=update)
+    # validated as the file's section is (model_copy would skip the bounds, e.g. workers <= 1024)
+    from pydantic import ValidationError
+
+    from benchmark.registry import format_validation_error
+    from benchmark.suite.schema import ExecutorSpec
+
+    try:
+        return ExecutorSpec.model_validate({**spec.model_dump(), **update})
+    except ValidationError as exc:
+        lines = format_validation_error(exc)
+        raise BenchmarkError(f"--{lines[0].replace('_', '-')}") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:

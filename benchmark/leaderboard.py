@@ -11,6 +11,7 @@ from the column's name.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -152,6 +153,25 @@ def terminal_view(
     return mark_flagged(view)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (ANSI/OSC escape sequences, carriage returns, bells)
+    written as ``\\xNN``: a name read from a CSV or a reference file must not drive the
+    terminal (recolour it, rewrite earlier lines, set its title or a hyperlink)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def printable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell and column name passed through :func:`terminal_safe`."""
+    out = frame.rename(columns=lambda c: terminal_safe(str(c)))
+    for column in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[column]):
+            out[column] = out[column].map(lambda v: terminal_safe(v) if isinstance(v, str) else v)
+    return out
+
+
 def format_table(
     frame: pd.DataFrame,
     full: bool = False,
@@ -161,7 +181,7 @@ def format_table(
     """Terminal rendering, 4 significant digits; transposed (one row per metric) when the
     table would be wider than the terminal. ``columns``: the declarations (which columns
     are details); ``full`` shows every column."""
-    view = frame if full else terminal_view(frame, columns)
+    view = printable(frame if full else terminal_view(frame, columns))
     text = view.to_string(index=False, float_format=lambda v: f"{v:.4g}")
     width = width or shutil.get_terminal_size((120, 24)).columns
     if max(len(line) for line in text.splitlines()) <= width or "model" not in view.columns:

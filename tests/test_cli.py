@@ -71,3 +71,19 @@ def test_sort_direction_follows_metric_meaning():
     assert sort_leaderboard(frame, "clean_acc_pct", columns=columns)["model"].tolist() == ["b", "a"]
     assert sort_leaderboard(frame, "clean_ece_pct", columns=columns)["model"].tolist() == ["a", "b"]
     assert sort_leaderboard(frame, "clean_acc_pct", ascending=True)["model"].tolist() == ["a", "b"]
+
+
+def test_names_from_files_cannot_drive_the_terminal(tmp_path, capsys):
+    """A model name in a leaderboard CSV with ANSI / OSC escape sequences is printed with
+    the control characters escaped, not sent to the terminal."""
+    import pandas as pd
+
+    from benchmark.cli import main
+
+    path = tmp_path / "board.csv"
+    hostile = "evil\x1b]0;owned\x07\x1b[2J\rname"
+    pd.DataFrame({"model": [hostile], "clean_acc_pct": [50.0]}).to_csv(path, index=False)
+    assert main(["leaderboard", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "evil\\x1b]0;owned" in out

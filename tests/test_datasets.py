@@ -137,3 +137,24 @@ def test_cifar_pixels_outside_uint8_are_refused_not_wrapped(cifar_root):
         pickle.dump({b"data": wide, b"labels": labels}, handle, protocol=2)
     with pytest.raises(BenchmarkError, match=r"0\.\.255"):
         load_dataset("cifar10", "test", root=str(root))
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (lambda y: [v + 0.7 for v in y], r"labels must be integers 0\.\.9 .*dtype float64"),
+        (
+            lambda y: [10, *y[1:]],
+            r"labels must lie in 0\.\.9 \(the 10 CIFAR-10 classes\), got 0\.\.10",
+        ),
+    ],
+    ids=["float labels", "label 10"],
+)
+def test_cifar_labels_must_be_integer_classes(cifar_root, labels, message):
+    """A float label 3.7 would silently become class 3 under an integer cast."""
+    root, batches = cifar_root
+    data, original = batches["test_batch"]
+    with open(root / "cifar-10-batches-py" / "test_batch", "wb") as handle:
+        pickle.dump({b"data": data, b"labels": labels(original)}, handle, protocol=2)
+    with pytest.raises(BenchmarkError, match=message):
+        load_dataset("cifar10", "test", root=str(root))

@@ -188,3 +188,8 @@ def test_executors_are_a_registry_and_the_cli_overrides_the_suite(tmp_path, writ
     assert main(["run", str(ok), "--quiet", "--executor", "mpi"]) == 2
     assert "error: executor: unknown executor 'mpi'" in capsys.readouterr().err
     assert main(["run", str(ok), "--quiet", "--workers", "0"]) == 2
+    assert "--workers: Input should be greater than or equal to 1" in capsys.readouterr().err
+    # the command line is held to the file's bounds: 100000 workers would hang the driver
+    assert main(["run", str(ok), "--quiet", "--workers", "100000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--workers: Input should be less than or equal to 1024" in err[0]

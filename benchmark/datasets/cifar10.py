@@ -84,13 +84,23 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 f"with range {raw.min(initial=0)}..{raw.max(initial=0)}"
             )
         data = raw.astype(np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        raw_labels = np.asarray(batch[b"labels"])
+        # a float label such as 3.7 cast to int64 would silently become class 3
+        if raw_labels.dtype.kind not in "iu":
+            raise BenchmarkError(
+                f"{path}: labels must be integers 0..9 (the 10 CIFAR-10 classes), got dtype "
+                f"{raw_labels.dtype}"
+            )
+        labels = raw_labels.astype(np.int64)
     except (pickle.UnpicklingError, KeyError, TypeError, EOFError, ValueError) as exc:
         raise BenchmarkError(f"{path}: not a valid CIFAR-10 batch file ({exc})") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
         raise BenchmarkError(f"{path}: expected data of shape (N, 3072), got {data.shape}")
     if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise BenchmarkError(f"{path}: labels outside 0..9")
+        raise BenchmarkError(
+            f"{path}: labels must lie in 0..9 (the 10 CIFAR-10 classes), got "
+            f"{labels.min()}..{labels.max()}"
+        )
     return data.reshape(-1, 3, 32, 32), labels
 
 
