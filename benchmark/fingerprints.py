@@ -16,11 +16,16 @@ Keys therefore hold *what was read*:
   stale or unwritable sidecar only costs a re-hash, never a wrong fingerprint.
 - **Code**: the SHA-256 of the source file that defines a registered builder or recipe
   (:func:`source_digest`), read when it is registered, i.e. the code this process imported.
-  Only that one file is hashed, never the whole repository: editing a plugin file changes the
-  keys of the models it registers, editing ``models/resnet.py`` those of every ResNet (their
-  cached results and checkpoints are recomputed: intended). Modules a builder imports
-  (``models/layers``) are not hashed: a change there that alters numbers needs a ``version``
-  bump where the registry offers one (recipes, evaluations, attacks) or clearing the cache.
+  For the project's own code only that one file is hashed, never the whole repository:
+  editing ``models/resnet.py`` changes the keys of every ResNet (their cached results and
+  checkpoints are recomputed: intended); modules it imports (``models/layers``) are not
+  hashed, so a change there that alters numbers needs a ``version`` bump where the registry
+  offers one (recipes, evaluations, attacks) or clearing the cache. A plugin's code is
+  hashed with everything it imported from its own folder (:func:`plugin_digest`), and that
+  holds for its models, recipes, datasets, evaluations and attacks alike
+  (:func:`benchmark.runner.jobs.plugin_code`): an edited helper module beside the plugin
+  recomputes what it feeds. A plugin dataset without a content fingerprint is keyed by its
+  loader's code and its ``root``, not by the files it reads.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import hashlib
 import inspect
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -100,6 +106,41 @@ def files_fingerprint(folder: str | os.PathLike[str], names: Iterable[str]) -> d
     return fingerprint
 
 
+# The project's own packages: their files are keyed one file each (see the module docstring)
+PROJECT_PACKAGES = frozenset({"benchmark", "models"})
+# never part of a plugin's code, wherever the plugin sits (the checkout's benchmarks, tests)
+NOT_PLUGIN_CODE = PROJECT_PACKAGES | {"benchmarks", "tests", "conftest"}
+
+
+def is_plugin_code(obj: Any) -> bool:
+    """Whether ``obj`` (a registered function or class) comes from outside the project."""
+    module = getattr(inspect.unwrap(obj) if callable(obj) else obj, "__module__", "") or ""
+    return module.split(".")[0] not in PROJECT_PACKAGES
+
+
+def plugin_digest(source_file: Path) -> str:
+    """SHA-256 (16 hex digits) of a plugin's code: its file plus every module imported so far
+    from the plugin's own folder (and below it), outside the project's packages and the
+    installed libraries. A plugin whose builder lives in a helper module beside it, or
+    imports one, gets new keys when that helper is edited, not only when the plugin file is."""
+    folder = source_file.resolve().parent
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix)}
+    files = {source_file.resolve()}
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or name.split(".")[0] in NOT_PLUGIN_CODE or not path.endswith(".py"):
+            continue
+        resolved = Path(path).resolve()
+        if resolved.is_relative_to(folder) and not any(
+            resolved.is_relative_to(root) for root in installed
+        ):
+            files.add(resolved)
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(f"{path.relative_to(folder)}:{file_sha256(path)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def source_digest(obj: Any) -> str:
     """SHA-256 (16 hex digits) of the source file defining ``obj`` (a function or class).
 
@@ -113,7 +154,10 @@ def source_digest(obj: Any) -> str:
     except TypeError:  # built-in
         source_file = None
     if source_file and os.path.isfile(source_file):
-        return file_sha256(source_file)[:16]  # small files, hashed once per registration
+        module = getattr(target, "__module__", "") or ""
+        if module.split(".")[0] in PROJECT_PACKAGES:
+            return file_sha256(source_file)[:16]  # small files, hashed once per registration
+        return plugin_digest(Path(source_file))
     try:
         text = inspect.getsource(target)
     except (OSError, TypeError):

@@ -289,3 +289,87 @@ def test_builders_recipes_and_datasets_carry_their_code_version():
     standard = fingerprints.file_sha256(models.training.standard.__file__)[:16]
     assert RECIPES.get("standard").extras["code"] == standard
     assert len(DATASETS.get("cifar10").extras["code"]) == 16
+
+
+HELPER_PLUGIN = """
+from torch import nn
+from models import register_model
+from fingerprint_helper_layers import Scaled
+
+
+@register_model("fingerprint_helper_net", "a plugin whose layer lives in a helper module")
+def fingerprint_helper_net(num_classes, in_channels):
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 64, num_classes), Scaled())
+"""
+
+HELPER = """
+from torch import nn
+
+
+class Scaled(nn.Module):
+    def forward(self, x):
+        return x * SCALE
+"""
+
+EVALUATION_PLUGIN = """
+from typing import ClassVar
+
+import pandas as pd
+
+from benchmark.evaluations import Evaluation, EvaluationResult, register_evaluation
+from benchmark.metrics.specs import MetricSpec
+from benchmark.registry import StrictParams
+
+
+class Params(StrictParams):
+    pass
+
+
+@register_evaluation("fingerprint_test_eval", "a plugin evaluation the test edits")
+class FingerprintEval(Evaluation):
+    Params = Params
+    metrics: ClassVar = (MetricSpec("value", "", "higher", "a constant"),)
+
+    def run(self, model, data, ctx):
+        return EvaluationResult({"value": VALUE}, pd.DataFrame({"index": [0]}), {})
+"""
+
+
+def test_editing_a_plugin_helper_module_changes_the_models_keys(tmp_path, write_suite, monkeypatch):
+    """The builder's layer lives in a module beside the plugin: editing that module (not the
+    plugin file) must not serve the old numbers."""
+    plugin, helper = (
+        tmp_path / "fingerprint_helper_plugin.py",
+        tmp_path / "fingerprint_helper_layers.py",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin.write_text(HELPER_PLUGIN)
+    models = [{"name": "net", "model": "fingerprint_helper_net", "random_init": True}]
+    path = write_suite(tiny_suite(tmp_path, plugins=[str(plugin)], models=models, sanity=False))
+    found = []
+    for scale in ["1.0", "3.0"]:
+        helper.write_text(HELPER.replace("SCALE", scale))
+        if found:
+            reimport(monkeypatch, plugin, MODELS, "fingerprint_helper_net")
+            monkeypatch.delitem(sys.modules, "fingerprint_helper_layers")
+        found.append({job.row_name: job.key for job in expand_jobs(load_suite(path), "cpu")})
+    assert found[0]["net"] != found[1]["net"]
+
+
+def test_editing_a_plugin_evaluation_changes_its_job_keys(tmp_path, write_suite, monkeypatch):
+    from benchmark.evaluations import EVALUATIONS
+
+    plugin = tmp_path / "fingerprint_eval_plugin.py"
+    evaluations = [{"type": "fingerprint_test_eval"}, {"type": "clean"}]
+    suite = tiny_suite(tmp_path, plugins=[str(plugin)], evaluations=evaluations, sanity=False)
+    path = write_suite(suite)
+    found = []
+    for value in ["1.0", "2.0"]:
+        plugin.write_text(EVALUATION_PLUGIN.replace("VALUE", value))
+        if found:
+            reimport(monkeypatch, plugin, EVALUATIONS, "fingerprint_test_eval")
+        found.append(
+            {(j.row_name, j.evaluation_name): j.key for j in expand_jobs(load_suite(path), "cpu")}
+        )
+    assert found[0][("cnn", "fingerprint_test_eval")] != found[1][("cnn", "fingerprint_test_eval")]
+    assert found[0][("cnn", "clean")] == found[1][("cnn", "clean")]  # the project's own: unchanged

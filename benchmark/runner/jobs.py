@@ -29,6 +29,7 @@ from typing import Any
 from benchmark.attacks.transfer import surrogate_rows
 from benchmark.datasets.base import Split, dataset_fingerprint
 from benchmark.errors import BenchmarkError
+from benchmark.fingerprints import is_plugin_code, source_digest
 from benchmark.suite.schema import EvaluationSpec, ModelSpec, PosthocSpec, Suite
 from benchmark.utils import stable_hash
 from models.posthoc import POSTHOC
@@ -233,6 +234,21 @@ def surrogate_versions(suite: Suite, evaluation: EvaluationSpec) -> dict[str, An
     return versions
 
 
+def plugin_code(evaluation: EvaluationSpec) -> dict[str, str] | None:
+    """The code of a plugin's evaluation class and plugin attacks it runs (their files and
+    what they import from the plugin's folder, :func:`benchmark.fingerprints.plugin_digest`):
+    editing them recomputes the jobs. The project's own evaluations and attacks are keyed by
+    their ``version`` instead; None when only those run."""
+    from benchmark.attacks import ATTACKS
+
+    resolved = evaluation.resolved
+    owners: dict[str, Any] = {f"evaluation:{resolved.type}": resolved.cls}
+    for key in resolved.cls.attacks_used(resolved.params):
+        owners[f"attack:{key}"] = ATTACKS.get(key).obj
+    found = {name: source_digest(obj) for name, obj in owners.items() if is_plugin_code(obj)}
+    return found or None
+
+
 def job_versions(
     model: dict[str, Any],
     evaluated: dict[str, Any],
@@ -245,6 +261,8 @@ def job_versions(
     (``evaluated``), the post-hoc row's ``val`` split (``fitted_on``) and what the evaluation
     reads itself (:meth:`~benchmark.evaluations.base.Evaluation.data_identity`)."""
     versions = {"model": model, "data": evaluated}
+    if (plugin := plugin_code(evaluation)) is not None:
+        versions["plugin_code"] = plugin
     if fitted_on is not None:
         versions["posthoc_data"] = fitted_on
     if (own := evaluation.resolved.data_identity()) is not None:
