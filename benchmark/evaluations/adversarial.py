@@ -32,6 +32,7 @@ from benchmark.attacks import (
     parse_eps,
     perturbation_norm,
 )
+from benchmark.attacks.saved import ADVERSARIAL_FILE, adversarial_npz
 from benchmark.attacks.threat import EpsField, Norm, valid_adversarial
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
@@ -65,6 +66,12 @@ class ThreatParams(StrictParams):
     batch_size: int | None = Field(None, ge=1, description="attack batch (default: suite's)")
     n_examples: int | None = Field(
         None, ge=1, description="attack a fixed seeded subset of the evaluation data (all models)"
+    )
+    save_adversarial: bool = Field(
+        False,
+        description="store the final per-example inputs (adversarial where broken, clean "
+        "otherwise) in the result folder as adversarial.npz (checksummed), to re-check or "
+        "transfer them: benchmark.attacks.saved.load_adversarial",
     )
 
 
@@ -273,6 +280,8 @@ def _extras(data: ArrayDataset, outcome: dict[str, Any], randomized: bool) -> di
 class AdversarialEvaluation(Shardable, Adversarial, SuiteFigures):
     """Base of the single-attack types and of ``attacks`` (several attacks, worst case)."""
 
+    saves_adversarial: ClassVar[bool] = True  # honours save_adversarial (the loader checks)
+
     version: ClassVar[str] = "3"  # 3: attacks run in fixed blocks (shardable)
     attack_key: ClassVar[str | None] = None
     metrics: ClassVar[tuple[MetricSpec, ...]] = THREAT_METRICS
@@ -339,7 +348,10 @@ class AdversarialEvaluation(Shardable, Adversarial, SuiteFigures):
         extras = self._extras(_extras(data, outcome, ctx.randomized))
         if outcome["flags"]:
             extras["flags"] = outcome["flags"]
-        return EvaluationResult(summarize_records(records), records, extras)
+        artifacts = {}
+        if p.save_adversarial:
+            artifacts[ADVERSARIAL_FILE] = adversarial_npz(data, outcome)
+        return EvaluationResult(summarize_records(records), records, extras, artifacts)
 
     def _extras(self, counts: dict[str, Any]) -> dict[str, Any]:
         p = self.params

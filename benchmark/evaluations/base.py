@@ -85,6 +85,11 @@ class NoParams(StrictParams):
     """The parameters of an evaluation that takes none."""
 
 
+# Parameters added to shared parameter models after their keys existed, left out of a key at
+# this value so that those keys stay valid: ``save_adversarial`` adds a file, changes no number.
+ADDED_AT_DEFAULT: dict[str, Any] = {"save_adversarial": False}
+
+
 class Evaluation(ABC):
     """The core every evaluation has: parameters, a code version, declared metrics and
     :meth:`run`. What only some evaluations do is opt-in, by also deriving from a capability
@@ -142,8 +147,13 @@ class Evaluation(ABC):
     @classmethod
     def key_params(cls, params: StrictParams) -> dict[str, Any]:
         """The validated parameters as they enter the job's cache key (default: all of them
-        but ``key_excluded_params``). Override to keep old keys when spellings change."""
-        return params.model_dump(exclude=set(cls.key_excluded_params))
+        but ``key_excluded_params``, and the parameters of :data:`ADDED_AT_DEFAULT` left at
+        that value). Override to keep old keys when spellings change."""
+        key = params.model_dump(exclude=set(cls.key_excluded_params))
+        for name, default in ADDED_AT_DEFAULT.items():
+            if name in key and key[name] == default:
+                del key[name]
+        return key
 
     @classmethod
     def data_identity(cls, params: StrictParams) -> dict[str, Any] | None:

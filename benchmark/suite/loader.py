@@ -383,6 +383,18 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
                     f"{source}: {field}.models: no row named {', '.join(map(repr, unknown_rows))}"
                     f" (rows: {', '.join(rows)})"
                 )
+        if getattr(resolved.params, "save_adversarial", False):
+            if not getattr(resolved.cls, "saves_adversarial", False):
+                errors.append(
+                    f"{source}: {field}.params.save_adversarial: evaluation type "
+                    f"'{evaluation.type}' does not save adversarial examples (the single-attack "
+                    "types and 'attacks' do)"
+                )
+            elif evaluation.shard_size is not None:
+                errors.append(
+                    f"{source}: {field}.params.save_adversarial: not with shard_size (the "
+                    "examples are saved by unsharded runs)"
+                )
         batch = getattr(resolved.params, "batch_size", None) or suite.batch_size
         if evaluation.shard_size is not None and evaluation.shard_size % batch:
             errors.append(
