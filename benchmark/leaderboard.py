@@ -57,16 +57,22 @@ def write_leaderboard(
     directory: str | Path,
     name: str,
     columns: Mapping[str, MetricSpec] | None = None,
+    markdown: str | None = None,
+    headline: list[str] | None = None,
 ) -> list[Path]:
     """CSV, Markdown and the column declarations (each file written atomically). The
-    declarations go first: a CSV is never newer than the declarations of its columns."""
+    declarations go first: a CSV is never newer than the declarations of its columns.
+    ``markdown``: the Markdown file's text (default: the whole table); ``headline``: the
+    columns of the headline table, listed in the declarations file."""
     directory = Path(directory)
     csv_path, md_path = directory / f"{name}.csv", directory / f"{name}.md"
     declared = {c: s for c, s in (columns or {}).items() if c in frame.columns}
     json_path = columns_path(csv_path)
-    write_text_atomic(json_path, json.dumps(columns_to_json(declared), indent=1) + "\n")
+    payload = columns_to_json(declared) | ({"headline": headline} if headline else {})
+    write_text_atomic(json_path, json.dumps(payload, indent=1) + "\n")
     write_text_atomic(csv_path, frame.to_csv(index=False))
-    write_text_atomic(md_path, f"# Leaderboard: {name}\n\n{to_markdown(frame)}\n")
+    text = markdown if markdown is not None else f"# Leaderboard: {name}\n\n{to_markdown(frame)}\n"
+    write_text_atomic(md_path, text)
     return [csv_path, md_path, json_path]
 
 

@@ -25,6 +25,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
 from benchmark.leaderboard import leaderboard_column_spec, write_leaderboard
 from benchmark.metrics.specs import MetricSpec, undeclared
+from benchmark.report.markdown import headline_table_columns, markdown_leaderboard
 from benchmark.results import ResultSummary
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.executors import make_executor
@@ -153,8 +154,16 @@ def run_suite(
     if not write:
         return summary
     check_run_dir(suite)  # again: a suite started at the same time may have finished first
+    evaluation_names = [e.resolved.name for e in suite.evaluations]
     summary.written = write_leaderboard(
-        summary.leaderboard, suite.leaderboard_dir, suite.name, summary.columns
+        summary.leaderboard,
+        suite.leaderboard_dir,
+        suite.name,
+        summary.columns,
+        markdown=markdown_leaderboard(
+            summary.leaderboard, suite.name, summary.columns, evaluation_names
+        ),
+        headline=headline_table_columns(summary.leaderboard, summary.columns),
     )
     if suite.claims:
         summary.written += write_claims(
