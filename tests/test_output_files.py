@@ -270,3 +270,21 @@ def test_a_read_only_folder_is_one_line_through_the_cli(tmp_path, write_suite, c
         for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
             sub.chmod(0o755)
     assert line.startswith(f"error: {folder}") and "Permission denied" in line, line
+
+
+def test_a_second_run_of_one_output_dir_is_refused_while_the_first_writes(tmp_path, write_suite):
+    """Two runs writing one output folder would interleave manifests and plots: the second
+    is refused in one line while the first holds the folder's lock."""
+    from filelock import FileLock
+
+    from benchmark.errors import BenchmarkError
+    from benchmark.runner import run_suite
+    from benchmark.suite import load_suite
+    from tests.conftest import tiny_suite
+
+    suite = load_suite(write_suite(tiny_suite(tmp_path, evaluations=[{"type": "clean"}])))
+    (tmp_path / "run").mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(tmp_path / "run" / ".run.lock"))
+    with lock, pytest.raises(BenchmarkError, match="another run is writing it"):
+        run_suite(suite, progress=False, log=lambda _m: None)
+    run_suite(suite, progress=False, log=lambda _m: None)  # free again

@@ -8,17 +8,19 @@ depend on which other jobs ran before it, where it ran, or which were reused fro
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 
 from benchmark.claims import ClaimResult, check_claims, write_claims
 from benchmark.errors import BenchmarkError
@@ -113,6 +115,43 @@ def run_suite(
     ``executor`` (default: the suite's ``executor`` section), caching each result as it
     arrives; collect the leaderboard with its trust flags and, if ``write``, write leaderboard
     files (CSV, Markdown, HTML report), plots, ``checks.json`` and the manifest."""
+    if not write:
+        return _run_suite(suite, progress, log, executor, select, write)
+    with run_dir_lock(suite):
+        return _run_suite(suite, progress, log, executor, select, write)
+
+
+@contextlib.contextmanager
+def run_dir_lock(suite: Suite) -> Iterator[None]:
+    """Hold ``<output_dir>/.run.lock`` for a writing run: a second run of the same output
+    folder started meanwhile is refused in one line (checking the manifest and then writing
+    it would otherwise interleave the two runs' manifests and plots)."""
+    folder = Path(suite.run_dir)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / ".run.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise BenchmarkError(
+            f"output_dir '{suite.run_dir}': another run is writing it (lock {lock.lock_file}); "
+            "wait for it to finish (its results are cached and shared) or give this run its "
+            "own output_dir"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_suite(
+    suite: Suite,
+    progress: bool,
+    log: Logger,
+    executor: ExecutorSpec | None,
+    select: Callable[[Job], bool] | None,
+    write: bool,
+) -> RunSummary:
     spec = executor or suite.executor
     device = resolve_device(suite.device)
     torch.use_deterministic_algorithms(True, warn_only=True)
