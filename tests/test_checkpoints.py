@@ -298,3 +298,42 @@ def test_suite_checkpoint_with_a_wrong_sha_fails_validation(tmp_path, write_suit
     assert main(["validate", str(write_suite(spec))]) == 2
     err = capsys.readouterr().err.strip()
     assert "models[0].checkpoint" in err and "expected aaaaaaaa" in err
+
+
+def test_a_checkpoint_replaced_during_a_run_is_refused_not_served(
+    tmp_path, write_suite, monkeypatch
+):
+    """The job keys hold the checkpoint's hash at the start of the run; a file replaced
+    before its row is loaded would otherwise be evaluated (and cached) under the old file's
+    key, and served for good."""
+    from benchmark.datasets import load_dataset
+    from benchmark.errors import BenchmarkError
+    from benchmark.runner import run_suite, worker
+    from benchmark.suite import load_suite
+    from models import build_model, save_checkpoint
+    from tests.conftest import tiny_suite
+
+    info = load_dataset("digits", "test").info
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.pt")
+        save_checkpoint(build_model("small_cnn", {"width": 0.25}, info), paths[-1])
+    models = [
+        {"name": f"m{i}", "model": "small_cnn", "params": {"width": 0.25}, "checkpoint": str(p)}
+        for i, p in enumerate(paths)
+    ]
+    suite = load_suite(
+        write_suite(tiny_suite(tmp_path, models=models, evaluations=[{"type": "clean"}]))
+    )
+    original = worker.run_job
+
+    def replace_the_second_file(*args, **kwargs):
+        result = original(*args, **kwargs)
+        torch.manual_seed(9)
+        save_checkpoint(build_model("small_cnn", {"width": 0.25}, info), paths[1])
+        return result
+
+    monkeypatch.setattr(worker, "run_job", replace_the_second_file)
+    with pytest.raises(BenchmarkError, match="checkpoint hash mismatch"):
+        run_suite(suite, progress=False, log=lambda _m: None)

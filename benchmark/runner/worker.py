@@ -39,7 +39,7 @@ from benchmark.utils import derive_seed, seed_everything, stable_hash
 from models import Ensemble, NormalizedModel, build_model, load_checkpoint
 from models.posthoc import fit_posthoc
 from models.training import train_or_load
-from models.weights import resolve_checkpoint
+from models.weights import cached_sha256, resolve_checkpoint
 
 
 class SuiteData:
@@ -99,14 +99,33 @@ class SuiteData:
         return f"'val' split ({len(val)} images)", val
 
 
+def checkpoint_hashes(suite: Suite) -> dict[str, str]:
+    """SHA-256 of every local checkpoint file the suite's rows load, as the job keys hold
+    them (a declared hash, else the file's now): loading checks the file still has it."""
+    hashes: dict[str, str] = {}
+    for spec in suite.models:
+        for member in suite.ensemble_members(spec) or [spec]:
+            source = member.checkpoint_source
+            if source is not None and source.path is not None and Path(source.path).is_file():
+                hashes[source.path] = source.sha256 or cached_sha256(Path(source.path))
+    return hashes
+
+
 def materialize_model(
-    spec: ModelSpec, suite: Suite, data: SuiteData, device: torch.device, progress: bool
+    spec: ModelSpec,
+    suite: Suite,
+    data: SuiteData,
+    device: torch.device,
+    progress: bool,
+    expected: dict[str, str] | None = None,
 ) -> nn.Module:
     """Return the model for ``spec`` in eval mode on ``device`` (training it if needed; an
-    ensemble row: every member, averaged by probability)."""
+    ensemble row: every member, averaged by probability). ``expected``: checkpoint path ->
+    the SHA-256 its job keys were computed with (:func:`checkpoint_hashes`): a file replaced
+    since is refused in one line instead of being evaluated under the old file's key."""
     if spec.ensemble is not None:
         members = [
-            materialize_model(m, suite, data, device, progress)
+            materialize_model(m, suite, data, device, progress, expected)
             for m in suite.ensemble_members(spec)
         ]
         return Ensemble(members).to(device).eval()
@@ -133,6 +152,7 @@ def materialize_model(
             load_checkpoint(
                 model,
                 path,
+                expected_sha256=(expected or {}).get(source.path or "", source.sha256),
                 checkpoint_key=spec.checkpoint_key,
                 strip_prefix=spec.strip_prefix,
             )
@@ -226,6 +246,8 @@ class JobWorker:
     def __init__(self, suite: Suite, device: torch.device, progress: bool = False) -> None:
         self.suite, self.device, self.progress = suite, device, progress
         self.data = SuiteData(suite)
+        # the checkpoint hashes first: the keys below are computed with these very hashes
+        self._hashes = checkpoint_hashes(suite)
         self._jobs = {job.key: job for job in expand_jobs(suite, device.type)}
         self._base: tuple[str, nn.Module] | None = None  # (model identity, model)
         self._rows: dict[str, nn.Module] = {}  # post-hoc rows of that base model
@@ -237,7 +259,9 @@ class JobWorker:
         if self._base is None or self._base[0] != identity:
             self._rows.clear()
             self._base = None  # free the previous model before building the next
-            model = materialize_model(job.model, suite, self.data, self.device, self.progress)
+            model = materialize_model(
+                job.model, suite, self.data, self.device, self.progress, self._hashes
+            )
             check_model_output(model, self.data.evaluation_set(), job.row_name, self.device)
             self._base = (identity, model)
         base = self._base[1]
@@ -268,7 +292,7 @@ class JobWorker:
         if name not in self._surrogates:
             spec = next(m for m in self.suite.models if m.row_name == name)
             self._surrogates[name] = materialize_model(
-                spec, self.suite, self.data, self.device, self.progress
+                spec, self.suite, self.data, self.device, self.progress, self._hashes
             )
         return self._surrogates[name]
 
