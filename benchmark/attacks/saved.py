@@ -13,7 +13,6 @@ them (in the ball, in [0, 1], misclassified) or evaluate them on another model
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +85,3 @@ def transfer_accuracy(model: nn.Module, saved: SavedAdversarial, batch_size: int
             logits = model(saved.x[start : start + batch_size])
             correct += int((logits.argmax(1) == saved.label[start : start + batch_size]).sum())
     return 100.0 * correct / max(len(saved.x), 1)
-
-
-def describe(saved: SavedAdversarial) -> str:
-    return json.dumps({"examples": len(saved.x), "robust": int(saved.robust.sum())})
