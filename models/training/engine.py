@@ -9,7 +9,8 @@ train it once.
 Checkpoints are written atomically and their SHA-256 is recorded beside them (``<name>.json``);
 a damaged entry -- record missing, unparsable or without the hash, checkpoint truncated, emptied
 or edited -- is reported in one line and retrained, never served or crashed on, and so is an
-unreadable per-epoch resume state (training then starts from the first epoch).
+unreadable per-epoch resume state (training then starts from the first epoch:
+:func:`models.training.loop.read_resume_state`).
 """
 
 from __future__ import annotations
@@ -228,25 +229,6 @@ def _load_cached(model: NormalizedModel, checkpoint: Path, meta_path: Path) -> s
     return None
 
 
-def _usable_resume_state(path: Path) -> bool:
-    """Whether the per-epoch resume state at ``path`` can be read back (weights-only); a
-    damaged one is reported in one line and removed, so training restarts from epoch 0
-    instead of crashing with a traceback in the middle of the recipe."""
-    if not path.is_file():
-        return False
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, bad pickle, empty file: all unreadable
-        problem = " ".join(str(exc).split())[:120] or type(exc).__name__
-    else:
-        if isinstance(state, dict):
-            return True
-        problem = f"holds a {type(state).__name__}, not a dict"
-    log.warning("resume state %s: unreadable (%s); training from the start", path, problem)
-    path.unlink(missing_ok=True)
-    return False
-
-
 def _train_or_load_locked(
     job: TrainingJob,
     key: str,
@@ -280,7 +262,6 @@ def _train_or_load_locked(
         checkpoint_dir=checkpoint_dir,
         autocast=autocast_dtype(job.autocast, device, "training.autocast"),
     )
-    _usable_resume_state(ctx.state_path)
     torch.manual_seed(ctx.seed)
     if job.channels_last:
         model.use_channels_last()

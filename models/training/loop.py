@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -105,6 +106,27 @@ def resume_problem(saved: Any, model: nn.Module, epochs: int) -> str | None:
         return f"epoch {epoch!r} is not in [0, {epochs}]"
     if not isinstance(saved["history"], list):
         return "history is not a list"
+    return None
+
+
+def read_resume_state(path: Path, model: nn.Module, epochs: int) -> dict[str, Any] | None:
+    """The per-epoch resume state at ``path``, or None to train from the start: a state that
+    cannot be read back (truncated zip, bad pickle, empty file) or does not fit the model
+    (:func:`resume_problem`) is reported in one line and removed, instead of crashing every
+    rerun with a traceback in the middle of the recipe."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the same case: start over
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        problem = f"unreadable ({reason})"
+    else:
+        problem = resume_problem(saved, model, epochs)
+        if problem is None:
+            return saved
+    log.warning("resume state %s: %s; training from the start", path, problem)
+    path.unlink(missing_ok=True)
     return None
 
 
@@ -253,13 +275,7 @@ class TrainingLoop:
                 "not run under autocast; train this recipe in float32 (autocast: null)"
             )
         model.to(ctx.device)
-        saved = None
-        if ctx.state_path.is_file():
-            saved = torch.load(ctx.state_path, map_location="cpu", weights_only=True)
-            if (problem := resume_problem(saved, model, params.epochs)) is not None:
-                log.warning("resume state %s: %s; training from the start", ctx.state_path, problem)
-                ctx.state_path.unlink(missing_ok=True)
-                saved = None
+        saved = read_resume_state(ctx.state_path, model, params.epochs)
         self.setup(model, train, val, None if saved is None else saved.get("recipe", {}))
         torch.manual_seed(ctx.seed)
         optimizer = make_optimizer(model, params)
