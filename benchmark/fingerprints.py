@@ -154,8 +154,7 @@ def source_digest(obj: Any) -> str:
     except TypeError:  # built-in
         source_file = None
     if source_file and os.path.isfile(source_file):
-        module = getattr(target, "__module__", "") or ""
-        if module.split(".")[0] in PROJECT_PACKAGES:
+        if not is_plugin_code(target):
             return file_sha256(source_file)[:16]  # small files, hashed once per registration
         return plugin_digest(Path(source_file))
     try:

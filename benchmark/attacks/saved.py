@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import BenchmarkError
+from benchmark.inference import predict_probs
 
 ADVERSARIAL_FILE = "adversarial.npz"
 
@@ -75,13 +76,16 @@ def load_adversarial(result_dir: str | Path) -> SavedAdversarial:
         )
 
 
-def transfer_accuracy(model: nn.Module, saved: SavedAdversarial, batch_size: int = 256) -> float:
-    """Accuracy (percent) of ``model`` on the saved inputs: a transfer attack's robust
+def transfer_accuracy(
+    model: nn.Module,
+    saved: SavedAdversarial,
+    batch_size: int = 256,
+    device: torch.device | None = None,
+) -> float:
+    """Accuracy (percent) of ``model`` on the saved inputs, predicted as the evaluations
+    predict (:func:`benchmark.inference.predict_probs`): a transfer attack's robust
     accuracy when the inputs were crafted on another model."""
     model.eval()
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, len(saved.x), batch_size):
-            logits = model(saved.x[start : start + batch_size])
-            correct += int((logits.argmax(1) == saved.label[start : start + batch_size]).sum())
-    return 100.0 * correct / max(len(saved.x), 1)
+    device = device or torch.device("cpu")
+    probs = predict_probs(model, saved.x, batch_size=batch_size, device=device)
+    return 100.0 * float((probs.argmax(1) == saved.label.numpy()).mean()) if len(probs) else 0.0

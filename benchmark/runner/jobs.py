@@ -45,6 +45,12 @@ def split_fingerprint(suite: Suite, split: Split) -> dict[str, Any]:
     return dataset_fingerprint(d.name, split, root=d.root, download=d.download)
 
 
+def weights_sha256(path: str | None, declared: str | None) -> str:
+    """The SHA-256 that identifies a weights file in keys: the declared one (a URL's, read
+    without downloading), else the local file's."""
+    return declared or cached_sha256(Path(path or ""))
+
+
 def warm_start(spec: ModelSpec, suite: Suite) -> WarmStart | None:
     """The starting weights of a fine-tuning row (``training.init``): a file, identified by
     its SHA-256, or another row's weights (its training job, or its checkpoint file)."""
@@ -53,7 +59,7 @@ def warm_start(spec: ModelSpec, suite: Suite) -> WarmStart | None:
     if init is None:
         return None
     if init.row is None:
-        sha = init.sha256 or cached_sha256(Path(init.path or ""))
+        sha = weights_sha256(init.path, init.sha256)
         return WarmStart(sha, init.path, init.url, tuple(suite.weights_dir))
     parent = next(m for m in suite.models if m.row_name == init.row)  # checked at load
     if parent.training is not None:
@@ -61,7 +67,7 @@ def warm_start(spec: ModelSpec, suite: Suite) -> WarmStart | None:
     source = parent.checkpoint_source
     assert source is not None  # the loader allows only trained or checkpoint rows
     return WarmStart(
-        source.sha256 or cached_sha256(Path(source.path or "")),
+        weights_sha256(source.path, source.sha256),
         source.path,
         source.url,
         tuple(suite.weights_dir),
@@ -108,7 +114,7 @@ def model_identity(spec: ModelSpec, suite: Suite) -> dict[str, Any]:
         identity["normalization"] = spec.normalization_override
     if (source := spec.checkpoint_source) is not None:
         # a URL checkpoint is identified by its declared hash: no download to compute a key
-        identity["checkpoint_sha256"] = source.sha256 or cached_sha256(Path(source.path or ""))
+        identity["checkpoint_sha256"] = weights_sha256(source.path, source.sha256)
         extraction = {"checkpoint_key": spec.checkpoint_key, "strip_prefix": spec.strip_prefix}
         identity.update({k: v for k, v in extraction.items() if v is not None})
     elif spec.training is not None:

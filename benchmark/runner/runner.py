@@ -115,9 +115,7 @@ def run_suite(
     ``executor`` (default: the suite's ``executor`` section), caching each result as it
     arrives; collect the leaderboard with its trust flags and, if ``write``, write leaderboard
     files (CSV, Markdown, HTML report), plots, ``checks.json`` and the manifest."""
-    if not write:
-        return _run_suite(suite, progress, log, executor, select, write)
-    with run_dir_lock(suite):
+    with run_dir_lock(suite) if write else contextlib.nullcontext():
         return _run_suite(suite, progress, log, executor, select, write)
 
 

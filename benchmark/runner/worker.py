@@ -33,13 +33,14 @@ from benchmark.runner.jobs import (
     model_identity,
     posthoc_identity,
     training_job,
+    weights_sha256,
 )
 from benchmark.suite.schema import ModelSpec, PosthocSpec, Suite
 from benchmark.utils import derive_seed, seed_everything, stable_hash
 from models import Ensemble, NormalizedModel, build_model, load_checkpoint
 from models.posthoc import fit_posthoc
 from models.training import train_or_load
-from models.weights import cached_sha256, resolve_checkpoint
+from models.weights import resolve_checkpoint
 
 
 class SuiteData:
@@ -107,7 +108,7 @@ def checkpoint_hashes(suite: Suite) -> dict[str, str]:
         for member in suite.ensemble_members(spec) or [spec]:
             source = member.checkpoint_source
             if source is not None and source.path is not None and Path(source.path).is_file():
-                hashes[source.path] = source.sha256 or cached_sha256(Path(source.path))
+                hashes[source.path] = weights_sha256(source.path, source.sha256)
     return hashes
 
 
