@@ -147,8 +147,15 @@ def terminal_view(
             if c in DESCRIPTIVE_COLUMNS or (c in declared and declared[c].detail)
         ]
     )
-    for low in [c for c in view.columns if c.endswith("_ci_low")]:
-        main = low.removesuffix("_ci_low")
+    return mark_flagged(fold_intervals(view))
+
+
+def fold_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every ``<metric>_ci_low`` / ``_ci_high`` pair folded into its metric as
+    ``value [low, high]`` and dropped (the views people read; the CSV keeps the columns)."""
+    view = frame.copy()
+    for low in [c for c in view.columns if str(c).endswith("_ci_low")]:
+        main = str(low).removesuffix("_ci_low")
         high = f"{main}_ci_high"
         if main in view.columns and high in view.columns:
             view[main] = [
@@ -156,7 +163,7 @@ def terminal_view(
                 for m, lo, hi in zip(view[main], view[low], view[high], strict=True)
             ]
             view = view.drop(columns=[low, high])
-    return mark_flagged(view)
+    return view
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

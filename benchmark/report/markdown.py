@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from benchmark.leaderboard import FLAG_MARK, flagged_rows, mark_flagged
+from benchmark.leaderboard import flagged_rows, fold_intervals, mark_flagged
 from benchmark.metrics.specs import MetricSpec
 from benchmark.runner.headline import HEADLINE_METRICS
 
@@ -53,30 +53,14 @@ def headline_table_columns(frame: pd.DataFrame, columns: Mapping[str, MetricSpec
 
 
 def readable(frame: pd.DataFrame, columns: Mapping[str, MetricSpec]) -> pd.DataFrame:
-    """``frame`` for reading: intervals folded as ``value [low, high]`` (their columns
-    dropped), counts as integers, flagged robust accuracies marked."""
-    view = mark_flagged(frame.copy())
-    for low in [c for c in view.columns if str(c).endswith("_ci_low")]:
-        main, high = str(low).removesuffix("_ci_low"), str(low).replace("_ci_low", "_ci_high")
-        if main in view.columns and high in frame.columns:
-            pairs = zip(view[main], frame[low], frame[high], strict=True)
-            view[main] = [_folded(m, lo, hi) for m, lo, hi in pairs]
-            view = view.drop(columns=[low, high], errors="ignore")
+    """``frame`` for reading, as the terminal shows it (intervals folded as
+    ``value [low, high]``, flagged robust accuracies marked), with counts as integers."""
+    view = mark_flagged(fold_intervals(frame))
     for column in view.columns:
         spec = columns.get(column)
         if (spec is not None and spec.unit == COUNT_UNIT) or column == "n_examples":
             view[column] = [_count(v) for v in view[column]]
     return view
-
-
-def _folded(main: object, low: object, high: object) -> object:
-    if isinstance(main, float) and pd.isna(main):
-        return main
-    text = main if isinstance(main, str) else f"{main:.4g}"
-    mark = FLAG_MARK if text.endswith(FLAG_MARK) else ""
-    if isinstance(low, float) and isinstance(high, float) and not (pd.isna(low) or pd.isna(high)):
-        return f"{text.removesuffix(FLAG_MARK)} [{low:.3g}, {high:.3g}]{mark}"
-    return text
 
 
 def _count(value: object) -> object:
