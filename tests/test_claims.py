@@ -16,17 +16,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.metrics.failure import aurc, batched_aurc, batched_excess_aurc, excess_aurc
 from benchmark.runner import run_suite
 from benchmark.suite import load_suite
-
-FAST = {
-    "batch_size": 64,
-    "optimizer": "adam",
-    "lr": 0.01,
-    "weight_decay": 0.0,
-    "schedule": "cosine",
-    "warmup_epochs": 0,
-    "augment": "crop",
-    "crop_padding": 1,
-}
+from tests.test_training import FAST
 
 
 def trained(name: str, epochs: int, **extra):

@@ -49,14 +49,21 @@ def test_training_learns_and_is_cached(tmp_path, digits):
         assert torch.equal(a, b)
 
 
-def test_interrupted_training_resumes_to_identical_weights(tmp_path, digits, monkeypatch):
+def uninterrupted_and_interrupted(tmp_path, digits, monkeypatch):
+    """The weights of an uninterrupted training, and the resume state a training killed in
+    its second epoch left in ``tmp_path / "b"``."""
     train, val = digits
     reference, _ = train_or_load(job(), train, val, tmp_path / "a", torch.device("cpu"), False)
     interrupt_in_second_epoch(
         monkeypatch,
         lambda: train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False),
     )
-    state = next((tmp_path / "b").glob("*.state.pt"))
+    return reference, next((tmp_path / "b").glob("*.state.pt"))
+
+
+def test_interrupted_training_resumes_to_identical_weights(tmp_path, digits, monkeypatch):
+    train, val = digits
+    reference, state = uninterrupted_and_interrupted(tmp_path, digits, monkeypatch)
     assert torch.load(state, weights_only=True)["epoch"] == 1
     resumed, _ = train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False)
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(), strict=True):
@@ -137,12 +144,7 @@ def test_a_resume_state_that_does_not_fit_is_discarded(
     shape, an impossible epoch) is reported in one line and training starts over, to the
     same weights as an uninterrupted run, instead of crashing on every rerun."""
     train, val = digits
-    reference, _ = train_or_load(job(), train, val, tmp_path / "a", torch.device("cpu"), False)
-    interrupt_in_second_epoch(
-        monkeypatch,
-        lambda: train_or_load(job(), train, val, tmp_path / "b", torch.device("cpu"), False),
-    )
-    path = next((tmp_path / "b").glob("*.state.pt"))
+    reference, path = uninterrupted_and_interrupted(tmp_path, digits, monkeypatch)
     state = torch.load(path, weights_only=True)
     damage(state)
     torch.save(state, path)
