@@ -122,9 +122,10 @@ def read_resume_state(path: Path, model: nn.Module, epochs: int) -> dict[str, An
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         problem = f"unreadable ({reason})"
     else:
-        problem = resume_problem(saved, model, epochs)
-        if problem is None:
+        unfit = resume_problem(saved, model, epochs)
+        if unfit is None:
             return saved
+        problem = unfit
     log.warning("resume state %s: %s; training from the start", path, problem)
     path.unlink(missing_ok=True)
     return None
