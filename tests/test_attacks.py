@@ -134,6 +134,48 @@ def test_worst_case_over_attacks_is_per_example_minimum(trained, batch_size):
     )
 
 
+class _ShapeRounding(torch.nn.Module):
+    """A model whose logits move with the batch size, as CPU kernels chosen by shape round
+    differently on another CPU: each row still depends on that row alone, but by far more
+    than float rounding (0.5 logits), so any outcome that hangs on the batch size flips."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        row = x.flatten(1).sum(1, keepdim=True)
+        classes = torch.arange(10, dtype=x.dtype)
+        return self.net(x) + 0.5 * torch.sin(1.7 * len(x) + 13.0 * row + classes)
+
+
+@pytest.mark.parametrize("batch_size", [7, 32])
+def test_worst_case_holds_when_rounding_depends_on_batch_shape(trained, batch_size):
+    """Worst case <= each attack alone even where a row's logits depend on the batch's size:
+    every attack call and verdict has the shape it has when the attack runs alone."""
+    net, data = trained
+    model = _ShapeRounding(net).eval()
+    attacks = [
+        ("fgsm", {"type": "fgsm"}),
+        ("pgd", {"type": "pgd", "params": {"steps": 3}}),
+        ("pgd1", {"type": "pgd", "params": {"steps": 3, "loss": "dlr"}}),
+    ]
+    params = ThreatParams(norm="Linf", eps=0.05, batch_size=batch_size)
+
+    def run(chosen):
+        built = [(label, AttackSpec(**spec).build("Linf")) for label, spec in chosen]
+        return worst_case(model, data, built, "Linf", 0.05, params, ctx())
+
+    together = run(attacks)
+    assert torch.equal(together["robust"], together["after"]["pgd1"])
+    for label, spec in attacks:
+        alone = run([(label, spec)])
+        # the shape-dependent logits make this check bite: the attack does break examples
+        assert (together["clean_correct"] & ~alone["robust"]).any(), label
+        assert torch.all(together["robust"] <= alone["robust"]), label
+        assert torch.all(together["after"][label] <= alone["robust"]), label
+
+
 @pytest.mark.parametrize("norm", ["Linf", "L2"])
 def test_random_start_of_an_example_ignores_its_batch(norm):
     from benchmark.attacks.base import example_generators

@@ -2,7 +2,8 @@
 
 Protocol (AutoAttack's, made explicit):
 1. clean predictions; only correctly classified examples are attacked;
-2. attacks run in sequence, each only on the examples still robust after the previous ones;
+2. attacks run in sequence; an example broken by one attack keeps that adversarial example,
+   and only the still-robust ones can be broken by the next;
 3. every candidate is checked after the fact -- finite, inside [0, 1], inside the eps-ball --
    and judged by a fresh forward pass; invalid candidates never count as successes;
 4. robust accuracy is re-evaluated once more on the final per-example worst case, and
@@ -120,6 +121,25 @@ def _predict(
     return predict_probs(model, x, batch_size=bs, device=ctx.device, n_samples=passes)
 
 
+def _attack_calls(
+    clean_correct: torch.Tensor, robust: torch.Tensor, offset: int, bs: int
+) -> list[tuple[int, torch.Tensor]]:
+    """(block, positions) of one attack's calls: every clean-correct example of each block of
+    ``bs`` consecutive positions that still holds a robust example.
+
+    Why the whole block and not just its still-robust examples: an attack's output for an
+    example then comes from exactly the call (same examples, same shapes, same RNG seed) it
+    gets when it runs alone, so the worst case is at most each attack alone by construction.
+    Attacking only the survivors changes the call's batch size, and CPU kernels chosen by
+    shape round differently on different CPUs -- enough to flip a borderline example. The
+    price is attacking the already-broken examples of a block that still has a survivor;
+    blocks with none are skipped."""
+    positions = clean_correct.nonzero().squeeze(1)
+    blocks = (positions + offset) // bs
+    live = set(((robust.nonzero().squeeze(1) + offset) // bs).tolist())
+    return [(b, positions[blocks == b]) for b in blocks.unique().tolist() if b in live]
+
+
 def worst_case(
     model: nn.Module,
     data: ArrayDataset,
@@ -131,16 +151,21 @@ def worst_case(
     start: dict[str, Any] | None = None,
     offset: int = 0,
 ) -> dict[str, Any]:
-    """Run ``attacks`` in sequence on still-robust examples; return per-example outcomes.
+    """Run ``attacks`` in sequence (see :func:`_attack_calls`); return per-example outcomes.
 
     ``start`` (from a smaller eps on a sweep) seeds the robust flags and adversarial examples:
     an example broken inside a smaller ball is broken inside this one too.
 
     Examples are attacked in fixed blocks of ``bs`` consecutive positions of the evaluation's
-    example list (``offset`` = position of ``data[0]`` in it), each block's still-robust
-    examples in one call with the attack RNG re-seeded from (seed, attack, block). An
-    example's outcome therefore depends only on its block, never on which other blocks ran
-    first: a shard starting at a multiple of ``bs`` reproduces the unsharded run exactly.
+    example list (``offset`` = position of ``data[0]`` in it), each block's clean-correct
+    examples in one call with the attack RNG re-seeded from (seed, attack, block), and every
+    verdict -- during the attacks and in the final pass -- comes from a forward pass over the
+    block's ``bs`` rows. An example's outcome therefore depends only on its own block, never on
+    which other blocks ran first (a shard starting at a multiple of ``bs`` reproduces the
+    unsharded run exactly) nor on which attacks ran before (worst case <= each attack alone).
+    What this rests on: a model in eval mode computes each row of a batch from that row alone,
+    with kernels chosen by the batch's shape (true of eval-mode networks without cross-example
+    operations; randomized models draw their noise per pass, so they get no such guarantee).
     """
     randomized = ctx.randomized
     passes = ctx.passes(params.n_samples)
@@ -172,22 +197,30 @@ def worst_case(
         surrogates=ctx.surrogates,
     )
     for label, attack in attacks:
-        todo = robust.nonzero().squeeze(1)
-        blocks = (todo + offset) // bs
-        chunks = [(int(b), todo[blocks == b]) for b in blocks.unique().tolist()]
         for block, chunk in tqdm(
-            chunks, desc=label, unit="batch", disable=not ctx.progress, leave=False
+            _attack_calls(clean_correct, robust, offset, bs),
+            desc=label,
+            unit="batch",
+            disable=not ctx.progress,
+            leave=False,
         ):
             generator.manual_seed(derive_seed(ctx.seed, label, block) % (2**63))
             actx.example_ids, actx.label = data.indices[chunk], label
             x, y = data.x[chunk].to(ctx.device), y_all[chunk].to(ctx.device)
             x_adv = attack.perturb(x, y, actx).detach()
-            ok = valid_adversarial(x, x_adv, norm, eps).cpu()
-            invalid[chunk[~ok]] = True
-            fooled = torch.zeros(len(chunk), dtype=torch.bool)
-            if ok.any():
-                preds = _predict(model, x_adv[ok.to(ctx.device)], ctx, passes, bs).argmax(1)
-                fooled[ok] = torch.from_numpy(preds) != y_all[chunk][ok]
+            live = robust[chunk]  # broken examples were attacked only to keep the call's shape
+            ok = valid_adversarial(x, x_adv, norm, eps).cpu() & live
+            invalid[chunk[live & ~ok]] = True
+            if not ok.any():
+                continue
+            # Judged in the shape of the final pass: the block's rows of the current worst
+            # case with this attack's valid candidates in place, so a verdict here is the
+            # verdict the final pass gives the same input.
+            lo = block * bs - offset
+            rows = x_best[lo : lo + bs].clone()
+            rows[chunk[ok] - lo] = x_adv[ok.to(ctx.device)].cpu()
+            preds = torch.from_numpy(_predict(model, rows, ctx, passes, bs).argmax(1))
+            fooled = ok & (preds[chunk - lo] != y_all[chunk])
             robust[chunk[fooled]] = False
             x_best[chunk[fooled]] = x_adv[fooled.to(ctx.device)].cpu()
         after[label] = robust.clone()
@@ -282,7 +315,7 @@ class AdversarialEvaluation(Shardable, Adversarial, SuiteFigures):
 
     saves_adversarial: ClassVar[bool] = True  # honours save_adversarial (the loader checks)
 
-    version: ClassVar[str] = "3"  # 3: attacks run in fixed blocks (shardable)
+    version: ClassVar[str] = "4"  # 4: whole-block attack calls and verdicts
     attack_key: ClassVar[str | None] = None
     metrics: ClassVar[tuple[MetricSpec, ...]] = THREAT_METRICS
 
@@ -424,7 +457,7 @@ class EpsSweepEvaluation(Adversarial, SuiteFigures):
     ones without attacking it again (its adversarial example lies in every larger ball).
     """
 
-    version: ClassVar[str] = "3"  # 3: attacks run in fixed blocks
+    version: ClassVar[str] = "4"  # 4: whole-block attack calls and verdicts
     # ``<eps>_<metric>`` for every eps of the sweep, e.g. ``8/255_robust_acc_pct``.
     metrics: ClassVar[tuple[MetricSpec, ...]] = tuple(
         spec.renamed("{eps}_" + spec.name, f"{spec.description}, at one eps of the sweep")
