@@ -124,11 +124,24 @@ class NormalizedModel(nn.Module):
         self.channels_last = False
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.backbone(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self._prepare(x))
+
+    @property
+    def bpda_forward(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The backbone's declared BPDA forward behind the same normalization, or None
+        (see benchmark/attacks/bpda.py): a network that quantizes its input declares the
+        approximation once, whichever normalization the registry puts in front of it."""
+        declared = getattr(self.backbone, "bpda_forward", None)
+        if not callable(declared):
+            return None
+        return lambda x: declared(self._prepare(x))
 
 
 # (mean, std) per channel, or "none" for inputs that reach the network unnormalized

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.attacks.bpda import straight_through
+
 
 class Wrapper(nn.Module):
     def __init__(self, net: nn.Module) -> None:
@@ -30,10 +32,14 @@ class LogitScaling(Wrapper):
 
 
 class Quantized(Wrapper):
-    """Inputs rounded to 4 grey levels: a step function, zero gradient almost everywhere."""
+    """Inputs rounded to 4 grey levels: a step function, zero gradient almost everywhere.
+    Declares BPDA: the rounding's backward pass is the identity's."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(torch.round(x * 3) / 3)
+
+    def bpda_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(straight_through(torch.round(x * 3) / 3, x))
 
 
 class JpegLike(Wrapper):
@@ -41,8 +47,15 @@ class JpegLike(Wrapper):
     quantization of low frequencies)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        blocks = F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
-        return self.net(torch.round(blocks * 7) / 7)
+        return self.net(torch.round(self.blocks(x) * 7) / 7)
+
+    def blocks(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
+
+    def bpda_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """BPDA: the averaging is differentiable; only the rounding's backward is replaced."""
+        blocks = self.blocks(x)
+        return self.net(straight_through(torch.round(blocks * 7) / 7, blocks))
 
 
 class Thermometer(Wrapper):
@@ -51,9 +64,15 @@ class Thermometer(Wrapper):
     exceeds, a staircase with zero gradient."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.decoded(x))
+
+    def decoded(self, x: torch.Tensor) -> torch.Tensor:
         thresholds = torch.linspace(0.0625, 0.9375, 8, device=x.device)
-        code = (x.unsqueeze(-1) > thresholds).float()  # N C H W 8
-        return self.net(code.mean(-1))
+        return (x.unsqueeze(-1) > thresholds).float().mean(-1)  # N C H W 8 -> N C H W
+
+    def bpda_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """BPDA: the decoded staircase is close to the identity, so its gradient stands in."""
+        return self.net(straight_through(self.decoded(x), x))
 
 
 class UndeclaredNoise(Wrapper):

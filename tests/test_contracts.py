@@ -59,6 +59,7 @@ FIXED_EPS_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "hopskipjump": {norm: {"steps": 2, "initial_gradient_eval_steps": 10} for norm in EPS},
     "transfer": {norm: {"surrogate": SURROGATE, "steps": 2} for norm in EPS},
+    "bpda": {norm: {"steps": 2} for norm in EPS},
     # the wrapped class decides the norm: an L2 run needs an L2 attack
     "torchattacks": {
         "Linf": {"attack": "PGD", "kwargs": {"steps": 2}},
@@ -117,6 +118,7 @@ EVALUATION_PARAMS: dict[str, dict[str, Any]] = {
     "sanity": {"n_examples": 16, "unbounded_steps": 5},
     "hopskipjump": {"eps": 0.1, "steps": 2, "initial_gradient_eval_steps": 10, "n_examples": 16},
     "transfer": {"eps": 0.1, "surrogate": SURROGATE, "steps": 2, "n_examples": 16},
+    "bpda": {"eps": 0.1, "steps": 2, "n_examples": 16},
     "adaptive": {
         "eps": 0.1,
         "n_examples": 16,

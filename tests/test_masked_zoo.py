@@ -140,7 +140,7 @@ def test_no_false_alarm_on_real_checkpoints(key):
     assert result.extras["flags"] == [], result.extras["checks"]
 
 
-def adaptive(model: torch.nn.Module, data, **params):
+def adaptive(model: torch.nn.Module, data, surrogates=None, **params):
     entry = EVALUATIONS.get("adaptive")
     defaults = {
         "eps": 0.1,
@@ -149,6 +149,7 @@ def adaptive(model: torch.nn.Module, data, **params):
         "decision_based": {"type": "hopskipjump", "params": {"steps": 8}},
     }
     ctx = EvalContext(CPU, 128, 0, progress=False, randomized=False)
+    ctx.surrogates = surrogates or {}
     return entry.obj(entry.params_model.model_validate({**defaults, **params})).run(
         model, data, ctx
     )
@@ -224,3 +225,52 @@ def test_autoattack_warnings_become_flags_on_the_row(trained, capsys):
     assert "autoattack_dynamic_defense" in autoattack_flags(Dynamic(model), data)
     assert autoattack_flags(model, data) == []
     assert "seems" not in capsys.readouterr().err  # nothing printed without a model name
+
+
+@pytest.mark.parametrize("name", ["quantized", "jpeg_like", "thermometer"])
+def test_bpda_finds_what_a_declared_staircase_hides(trained, name):
+    """Preprocessings that are staircases (rounding, a coarse codec, thermometer codes) keep
+    their apparent robustness against every gradient and label-only fallback; declared with
+    ``bpda_forward``, the adaptive evaluation attacks through the approximation and breaks
+    far more than plain PGD. (Rounding to 4 levels does remove perturbations of 0.1 from
+    pixels far from a threshold, so that wrapper is truly more robust than its network.)"""
+    model, data = trained
+    wrapper = masked_zoo(model, 64, 10)[name]
+    result = adaptive(wrapper, data, bpda={"type": "bpda", "params": {"steps": 20}})
+    assert "bpda" in result.extras["fallbacks"]
+    assert result.extras["broken_by"]["bpda"] > 0
+    plain = pgd_accuracy(wrapper, data.subset(50, seed=0))
+    assert result.metrics["robust_acc_pct"] < plain - 25, (result.metrics, plain)
+
+
+def test_bpda_is_plain_pgd_on_a_model_that_declares_nothing(trained):
+    from benchmark.attacks.bpda import bpda_forward_of
+
+    model, data = trained
+    assert bpda_forward_of(model) is None
+    bpda = EVALUATIONS.get("bpda")
+    pgd = EVALUATIONS.get("pgd")
+    ctx = EvalContext(CPU, 128, 0, progress=False, randomized=False)
+    subset = data.subset(50, seed=0)
+    common = {"eps": 0.1, "steps": 10}
+    ours = bpda.obj(bpda.params_model.model_validate(common)).run(model, subset, ctx)
+    plain = pgd.obj(pgd.params_model.model_validate(common)).run(model, subset, ctx)
+    # the same iterates: a separate attack label only reseeds the random start
+    assert abs(ours.metrics["robust_acc_pct"] - plain.metrics["robust_acc_pct"]) <= 10
+
+
+def test_transfer_failure_is_flagged_where_white_box_attacks_are_misled(trained, robust):
+    """A surrogate with honest gradients (here the unwrapped network) breaks what every
+    white-box attack on the decoy missed; on the standard and the robust model the transfer
+    attack finds nothing the white-box attack did not, and no flag is raised."""
+    model, data = trained
+    transfer = {"type": "transfer", "params": {"surrogate": "standard", "steps": 20}}
+    surrogates = {"standard": model}
+    decoy = masked_zoo(model, 64, 10)["detach_decoy"]
+    fooled = adaptive(decoy, data, surrogates, transfer=transfer)
+    assert "transfer_failure" in fooled.extras["flags"]
+    assert fooled.extras["broken_by"]["transfer"] >= 3
+    for honest in (model, robust):
+        result = adaptive(honest, data, surrogates, transfer=transfer)
+        assert "flags" not in result.extras, result.extras
+        assert result.extras["fallbacks"] == []

@@ -116,6 +116,7 @@ ALL_TYPES_SUITE: list[dict[str, Any]] = [
     {"type": "consistency", "params": {"frames": 3, "n_examples": 16}},
     {"type": "hopskipjump", "params": {"eps": 0.1, "steps": 2, "n_examples": 8}},
     {"type": "transfer", "params": {"eps": 0.1, "surrogate": "cnn", "steps": 2, "n_examples": 8}},
+    {"type": "bpda", "params": {"eps": 0.1, "steps": 2, "n_examples": 8}},
     {
         "type": "adaptive",
         "params": {

@@ -83,7 +83,9 @@ def plugin(tmp_path_factory):
 def test_a_misbehaving_model_is_one_line_and_writes_nothing(
     tmp_path, write_suite, capsys, plugin, model, evaluations, message
 ):
-    suite = tiny_suite(tmp_path, plugins=[str(plugin)], evaluations=evaluations, sanity=False)
+    suite = tiny_suite(
+        tmp_path, plugins=[str(plugin)], evaluations=evaluations, sanity=False, fallbacks=False
+    )
     suite["models"] = [{"name": "bad", "model": model, "random_init": True}]
     code = main(["run", str(write_suite(suite)), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,8 +1,8 @@
 """Adversarial attacks (search only) and threat models; importing registers the built-ins:
-fixed-eps (PGD, FGSM, Square, AutoAttack, HopSkipJump, transfer, torchattacks) and
+fixed-eps (PGD, FGSM, Square, AutoAttack, HopSkipJump, transfer, BPDA, torchattacks) and
 minimal-norm (CW, DDN, FMN)."""
 
-from benchmark.attacks import library, minimal, pgd, transfer
+from benchmark.attacks import bpda, library, minimal, pgd, transfer
 from benchmark.attacks.base import (
     ATTACKS,
     Attack,
@@ -27,6 +27,7 @@ __all__ = [
     "Norm",
     "attack_entry",
     "attack_keys",
+    "bpda",
     "library",
     "minimal",
     "parse_eps",

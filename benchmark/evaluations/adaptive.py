@@ -12,10 +12,13 @@ indicator                                              what runs next
                                                        by the mean of ``n_samples`` passes
 ``degenerate_gradients`` / ``unavailable_gradients``   PGD with the scale-invariant DLR loss
 / ``unbounded_attack_fails`` / ``outputs_probabilities``  (undoes logit scaling and saturated
-                                                       softmax outputs), the transfer attack
-                                                       from a surrogate row when ``transfer``
-                                                       names one, then the decision-based
-                                                       attack (labels only: HopSkipJump)
+                                                       softmax outputs), BPDA through the
+                                                       model's declared approximation when it
+                                                       declares one (``bpda_forward``), the
+                                                       transfer attack from a surrogate row
+                                                       when ``transfer`` names one, then the
+                                                       decision-based attack (labels only:
+                                                       HopSkipJump)
 =====================================================  ======================================
 
 Every candidate is checked and judged by fresh passes as in every adversarial evaluation
@@ -35,6 +38,7 @@ from pydantic import Field
 from torch import nn
 
 from benchmark.attacks import Attack, parse_eps
+from benchmark.attacks.bpda import bpda_forward_of
 from benchmark.datasets.base import ArrayDataset
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.adversarial import (
@@ -60,6 +64,16 @@ register_flag(
     "so the attack's own verdicts cannot be trusted (only the fresh passes are counted).",
 )
 
+register_flag(
+    "transfer_failure",
+    "Adversarial examples crafted on a surrogate model (another row, with honest gradients) "
+    "break examples that every white-box attack on this model left robust (at least 3, and "
+    "more than 2% of the examples): the white-box attacks are failing on this model, whose "
+    "gradients mislead them (Pintor et al.'s transfer-failure indicator).",
+)
+# A transfer break counts as the indicator from this many examples and this fraction on.
+TRANSFER_MIN_EXAMPLES, TRANSFER_MIN_FRACTION = 3, 0.02
+
 RANDOMNESS = {"undeclared_randomness", "unstable_predictions"}
 NO_USABLE_GRADIENT = {
     "degenerate_gradients",
@@ -73,13 +87,19 @@ class AdaptiveParams(ThreatParams):
     n_examples: int | None = Field(
         100, ge=1, description="a fixed seeded subset (indicators and fallbacks cost queries)"
     )
-    whitebox: AttackSpec = Field(
+    whitebox: AttackSpec | None = Field(
         default_factory=lambda: AttackSpec(type="pgd", params={"steps": 50}),
-        description="the gradient attack run first",
+        description="the gradient attack run first; null: only the fallbacks, and only when an "
+        "indicator fires (the suite's automatic step, beside its own attack evaluations)",
     )
     scale_invariant: AttackSpec = Field(
         default_factory=lambda: AttackSpec(type="pgd", params={"steps": 50, "loss": "dlr"}),
         description="the gradient fallback whose loss ignores the logits' scale",
+    )
+    bpda: AttackSpec = Field(
+        default_factory=lambda: AttackSpec(type="bpda", params={"steps": 50}),
+        description="run on models that declare a differentiable approximation of their "
+        "non-differentiable preprocessing (bpda_forward); skipped for the others",
     )
     transfer: AttackSpec | None = Field(
         None,
@@ -99,7 +119,7 @@ class AdaptiveParams(ThreatParams):
 class AdaptiveEvaluation(AdversarialEvaluation):
     """Indicators, then the white-box attack, then the fallbacks they call for."""
 
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: whole-block attack calls; BPDA fallback
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         *THREAT_METRICS,
         MetricSpec(
@@ -126,8 +146,16 @@ class AdaptiveEvaluation(AdversarialEvaluation):
     @classmethod
     def attacks_used(cls, params: StrictParams) -> list[str]:
         p: AdaptiveParams = params  # type: ignore[assignment]
-        specs = [p.whitebox, p.scale_invariant, p.transfer, p.decision_based]
+        specs = [p.whitebox, p.scale_invariant, p.bpda, p.transfer, p.decision_based]
         return list(dict.fromkeys(["pgd", *(spec.type for spec in specs if spec is not None)]))
+
+    @classmethod
+    def auto(cls, norm: str, eps: str, n_examples: int | None) -> dict[str, Any]:
+        """Params of the suite's automatic fallback step for one threat model: no white-box
+        attack of its own (the suite's evaluations are the white-box ones), the fallbacks on
+        the threat model's smallest subset (the examples its headline covers) when an
+        indicator fires, nothing otherwise."""
+        return {"norm": norm, "eps": eps, "n_examples": n_examples, "whitebox": None}
 
     def attacks(self) -> list[tuple[str, Attack]]:
         """(label, attack) in the order they may run: white-box, then the fallbacks."""
@@ -135,6 +163,7 @@ class AdaptiveEvaluation(AdversarialEvaluation):
         specs = {
             "whitebox": p.whitebox,
             "scale_invariant": p.scale_invariant,
+            "bpda": p.bpda,
             "transfer": p.transfer,
             "decision_based": p.decision_based,
         }
@@ -149,7 +178,9 @@ class AdaptiveEvaluation(AdversarialEvaluation):
         self, model: nn.Module, data: ArrayDataset, ctx: EvalContext, offset: int
     ) -> EvaluationResult:
         p = self.params
-        indicators = p.indicators.model_copy(update={"n_examples": len(data)})
+        indicators = p.indicators.model_copy(
+            update={"n_examples": min(len(data), p.indicators.n_examples)}
+        )
         checks = SanityChecks(indicators).run(model, data, ctx)
         flags: list[str] = list(checks.extras["flags"])
         attack_ctx = ctx
@@ -158,10 +189,15 @@ class AdaptiveEvaluation(AdversarialEvaluation):
             attack_ctx = dataclasses.replace(ctx, randomized=True)  # EOT, mean predictions
             fallbacks.append("eot")
         built = self.attacks()
-        attacks = built[:1]
+        if bpda_forward_of(model) is None:  # BPDA would be plain PGD again
+            built = [(label, attack) for label, attack in built if label != "bpda"]
+        # the white-box attack, and the transfer-failure indicator, run on every model
+        attacks = [(label, attack) for label, attack in built if label in ("whitebox", "transfer")]
         if p.fallbacks == "always" or NO_USABLE_GRADIENT & set(flags):
             attacks = built
             fallbacks += [f"{p.scale_invariant.type}_{p.scale_invariant.params.get('loss', 'ce')}"]
+            if any(label == "bpda" for label, _ in built):
+                fallbacks.append("bpda")
             if p.transfer is not None:
                 fallbacks.append(f"transfer_from_{p.transfer.params.get('surrogate')}")
             fallbacks.append(p.decision_based.type)
@@ -185,9 +221,21 @@ class AdaptiveEvaluation(AdversarialEvaluation):
         achieved[final_broken & (achieved == "")] = "final_pass"
         if silent.any():
             flags.append("silent_success")
+        transfer_breaks = int((achieved == "transfer").sum())
+        if (
+            transfer_breaks >= TRANSFER_MIN_EXAMPLES
+            and transfer_breaks > TRANSFER_MIN_FRACTION * len(data)
+        ):
+            flags.append("transfer_failure")
         flags += outcome["flags"]  # the attacks' own checks (AutoAttack's warnings)
         records["broken_by"] = achieved
         metrics = summarize_records(records)
+        if not attacks:
+            # Nothing attacked: a robust accuracy here would be the clean one, so there is no
+            # number and no per-example verdict (the headline's worst case and `compare` then
+            # leave this result out for the row)
+            metrics = {name: float("nan") for name in metrics}
+            records = records[["index", "label", "clean_correct"]]
         metrics["subset_clean_acc_pct"] = 100.0 * float(outcome["clean_correct"].float().mean())
         metrics["n_fallbacks"] = float(len(fallbacks))
         labels = [label for label, _ in attacks] + ["final_pass"]

@@ -109,6 +109,9 @@ def _worst_case(
     records: Callable[[str, str], pd.DataFrame],
 ) -> dict[str, object]:
     frames = {name: records(name, row).set_index("index") for name, _ in members}
+    # a step that attacked nothing on this row (the automatic fallbacks on an unflagged row)
+    # has no per-example verdict and takes no part
+    frames = {name: frame for name, frame in frames.items() if "robust" in frame.columns}
     common = sorted(set.intersection(*(set(f.index) for f in frames.values())))
     robust = np.ones(len(common), dtype=bool)
     per_evaluation = {}

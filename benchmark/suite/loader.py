@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from benchmark.attacks.threat import parse_eps
 from benchmark.errors import BenchmarkError
 from benchmark.registry import Registry, format_validation_error
 from benchmark.suite.overrides import apply_override
@@ -467,7 +468,59 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
     errors = _check_registries(suite, str(path))
     if errors:
         raise SuiteError(errors)
+    suite = with_fallbacks(suite, str(path)) if suite.fallbacks is not False else suite
     return with_sanity(suite) if suite.sanity else suite
+
+
+def with_fallbacks(suite: Suite, source: str) -> Suite:
+    """``suite`` plus one automatic ``adaptive`` step per threat model (norm, eps) of its
+    single-eps attack evaluations that has no ``adaptive`` evaluation of its own, named
+    ``fallbacks_<norm>_<eps>``: where an indicator of attack failure fires on a row, it runs
+    the fallbacks the indicator calls for (EOT, DLR loss, BPDA, transfer, decision-based) on
+    the examples the threat model's headline covers, so the headline's per-example worst case
+    is the number a masked model cannot fake; on the other rows it attacks nothing."""
+    from benchmark.evaluations.adaptive import AdaptiveEvaluation
+    from benchmark.evaluations.adversarial import ThreatParams
+
+    groups: dict[tuple[str, float], list[EvaluationSpec]] = {}
+    for spec in suite.evaluations:
+        params = spec.resolved.params
+        single_eps = isinstance(params, ThreatParams) and isinstance(params.eps, str)
+        if spec.resolved.adversarial and single_eps:  # eps sweeps have a list
+            key = (params.norm, round(parse_eps(params.eps), 12))
+            groups.setdefault(key, []).append(spec)
+    taken = {spec.resolved.name for spec in suite.evaluations}
+    added: list[EvaluationSpec] = []
+    for members in groups.values():
+        if any(spec.type == "adaptive" for spec in members):
+            continue
+        first: Any = members[0].resolved.params
+        sizes = [spec.resolved.params.n_examples for spec in members]  # type: ignore[attr-defined]
+        n_examples = min((n for n in sizes if n is not None), default=None)
+        name = f"fallbacks_{first.norm.lower()}_{first.eps}"
+        if name in taken:
+            raise SuiteError(
+                [
+                    f"{source}: an evaluation is named '{name}', the name of the automatic "
+                    "fallback step of its threat model; rename it or set 'fallbacks: false'"
+                ]
+            )
+        rows = [spec.models for spec in members]
+        models = (
+            None if any(r is None for r in rows) else sorted({m for r in rows for m in r or []})
+        )
+        own = suite.fallbacks if isinstance(suite.fallbacks, dict) else {}
+        params = {**own, **AdaptiveEvaluation.auto(first.norm, first.eps, n_examples)}
+        added.append(EvaluationSpec(type="adaptive", name=name, params=params, models=models))
+    if not added:
+        return suite
+    for spec in added:  # the user's part of the parameters, refused in one line if wrong
+        try:
+            spec.resolved  # noqa: B018
+        except ValidationError as exc:
+            lines = format_validation_error(exc)
+            raise SuiteError([f"{source}: fallbacks.{line}" for line in lines]) from None
+    return suite.model_copy(update={"evaluations": [*suite.evaluations, *added]})
 
 
 def with_sanity(suite: Suite, always: bool = False) -> Suite:

@@ -576,6 +576,14 @@ class Suite(_Strict):
         description="add a 'sanity' evaluation (gradient-masking checks) when the suite has "
         "an adversarial evaluation and lists no 'sanity' itself",
     )
+    fallbacks: bool | dict[str, Any] = Field(
+        True,
+        description="add, per threat model of the attack evaluations, an automatic 'adaptive' "
+        "step (fallbacks_<norm>_<eps>) that runs the fallback attacks on rows whose "
+        "indicators of attack failure fire; the headline takes the per-example worst case. "
+        "A mapping sets the step's adaptive parameters, e.g. {decision_based: {type: "
+        "hopskipjump, params: {steps: 8}}}",
+    )
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     claims: list[ClaimSpec] = Field(
         default_factory=list,
