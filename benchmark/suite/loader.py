@@ -482,21 +482,23 @@ def with_fallbacks(suite: Suite, source: str) -> Suite:
     from benchmark.evaluations.adaptive import AdaptiveEvaluation
     from benchmark.evaluations.adversarial import ThreatParams
 
-    groups: dict[tuple[str, float], list[EvaluationSpec]] = {}
+    groups: dict[tuple[str, float], list[tuple[EvaluationSpec, ThreatParams]]] = {}
     for spec in suite.evaluations:
-        params = spec.resolved.params
-        single_eps = isinstance(params, ThreatParams) and isinstance(params.eps, str)
-        if spec.resolved.adversarial and single_eps:  # eps sweeps have a list
-            key = (params.norm, round(parse_eps(params.eps), 12))
-            groups.setdefault(key, []).append(spec)
+        threat = spec.resolved.params
+        if not (spec.resolved.adversarial and isinstance(threat, ThreatParams)):
+            continue
+        if not isinstance(threat.eps, str):  # an eps sweep's params have a list
+            continue
+        key = (threat.norm, round(parse_eps(threat.eps), 12))
+        groups.setdefault(key, []).append((spec, threat))
     taken = {spec.resolved.name for spec in suite.evaluations}
+    own = suite.fallbacks if isinstance(suite.fallbacks, dict) else {}
     added: list[EvaluationSpec] = []
     for members in groups.values():
-        if any(spec.type == "adaptive" for spec in members):
+        if any(spec.type == "adaptive" for spec, _ in members):
             continue
-        first: Any = members[0].resolved.params
-        sizes = [spec.resolved.params.n_examples for spec in members]  # type: ignore[attr-defined]
-        n_examples = min((n for n in sizes if n is not None), default=None)
+        first = members[0][1]
+        sizes = [t.n_examples for _, t in members if t.n_examples is not None]
         name = f"fallbacks_{first.norm.lower()}_{first.eps}"
         if name in taken:
             raise SuiteError(
@@ -505,13 +507,14 @@ def with_fallbacks(suite: Suite, source: str) -> Suite:
                     "fallback step of its threat model; rename it or set 'fallbacks: false'"
                 ]
             )
-        rows = [spec.models for spec in members]
+        rows = [spec.models for spec, _ in members]
         models = (
             None if any(r is None for r in rows) else sorted({m for r in rows for m in r or []})
         )
-        own = suite.fallbacks if isinstance(suite.fallbacks, dict) else {}
-        params = {**own, **AdaptiveEvaluation.auto(first.norm, first.eps, n_examples)}
-        added.append(EvaluationSpec(type="adaptive", name=name, params=params, models=models))
+        auto = AdaptiveEvaluation.auto(first.norm, first.eps, min(sizes, default=None))
+        added.append(
+            EvaluationSpec(type="adaptive", name=name, params={**own, **auto}, models=models)
+        )
     if not added:
         return suite
     for spec in added:  # the user's part of the parameters, refused in one line if wrong
