@@ -159,7 +159,7 @@ def fold_intervals(frame: pd.DataFrame) -> pd.DataFrame:
         high = f"{main}_ci_high"
         if main in view.columns and high in view.columns:
             view[main] = [
-                f"{m:.4g} [{lo:.3g}, {hi:.3g}]"
+                "" if pd.isna(m) else f"{m:.4g} [{lo:.3g}, {hi:.3g}]"  # no value: no cell
                 for m, lo, hi in zip(view[main], view[low], view[high], strict=True)
             ]
             view = view.drop(columns=[low, high])
