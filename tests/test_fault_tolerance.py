@@ -38,6 +38,7 @@ def slow_suite(folder: Path) -> dict[str, Any]:
         {"type": "pgd", "name": "pgd_l2", "params": {"norm": "L2", "eps": 1.0, "steps": 10}},
     ]
     suite["sanity"] = False  # exactly the six jobs counted below
+    suite["fallbacks"] = False
     return suite
 
 

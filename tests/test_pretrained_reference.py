@@ -46,6 +46,7 @@ def reference_suite(tmp_path: Path, write_suite, evaluations: list[dict], n: int
         "models": [CNN_A_ADV],
         "evaluations": evaluations,
         "sanity": False,
+        "fallbacks": False,
         "output_dir": str(tmp_path / "run"),
         "leaderboard_dir": str(tmp_path / "leaderboard"),
     }

@@ -87,6 +87,7 @@ def test_runner_runs_shards_as_tasks_caches_them_and_merges(tmp_path, write_suit
         pgd = {"type": "pgd", "params": {"eps": 0.1, "steps": 3, "restarts": 2}}
         suite["evaluations"] = [pgd | ({"shard_size": shard_size} if shard_size else {})]
         suite["sanity"] = False  # only the sharded evaluation's tasks
+        suite["fallbacks"] = False
         return load_suite(write_suite(suite, f"{folder}.yaml"))
 
     whole = run_suite(suite_with(None, "whole"), progress=False, log=lambda _m: None)

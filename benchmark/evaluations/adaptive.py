@@ -246,6 +246,12 @@ class AdaptiveEvaluation(AdversarialEvaluation):
             "broken_by": counts,
             "n_silent_success": int(silent.sum()),
             "indicators": checks.extras["checks"],
+            # the numbers behind each flag, where the leaderboard's findings look for them
+            "checks": {
+                **checks.extras["checks"],
+                "silent_success": {"examples": int(silent.sum()), "of": len(data)},
+                "transfer_failure": {"examples": transfer_breaks, "of": len(data)},
+            },
         }
         if flags:
             extras["flags"] = sorted(set(flags))
