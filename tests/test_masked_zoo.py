@@ -274,3 +274,14 @@ def test_transfer_failure_is_flagged_where_white_box_attacks_are_misled(trained,
         result = adaptive(honest, data, surrogates, transfer=transfer)
         assert "flags" not in result.extras, result.extras
         assert result.extras["fallbacks"] == []
+
+
+def test_without_a_white_box_a_randomness_indicator_runs_the_fallbacks_with_eot(trained):
+    """The suite's automatic step has no white-box attack of its own: on a model with
+    undeclared noise the EOT fallbacks must still run, or the step would attack nothing."""
+    model, data = trained
+    noisy = masked_zoo(model, 64, 10)["undeclared_noise"]
+    result = adaptive(noisy, data, whitebox=None)
+    assert result.extras["fallbacks"][0] == "eot"
+    assert result.extras["broken_by"]["scale_invariant"] > 0
+    assert result.metrics["robust_acc_pct"] < pgd_accuracy(noisy, data.subset(50, seed=0)) - 25

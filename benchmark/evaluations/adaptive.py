@@ -193,7 +193,10 @@ class AdaptiveEvaluation(AdversarialEvaluation):
             built = [(label, attack) for label, attack in built if label != "bpda"]
         # the white-box attack, and the transfer-failure indicator, run on every model
         attacks = [(label, attack) for label, attack in built if label in ("whitebox", "transfer")]
-        if p.fallbacks == "always" or NO_USABLE_GRADIENT & set(flags):
+        # Without a white-box attack of its own (the suite's automatic step) a randomness
+        # indicator also calls for the fallbacks: EOT needs an attack to apply to.
+        fires = NO_USABLE_GRADIENT & set(flags) or (p.whitebox is None and RANDOMNESS & set(flags))
+        if p.fallbacks == "always" or fires:
             attacks = built
             fallbacks += [f"{p.scale_invariant.type}_{p.scale_invariant.params.get('loss', 'ce')}"]
             if any(label == "bpda" for label, _ in built):
