@@ -34,6 +34,26 @@ AttackFamily = Literal["fixed-eps", "minimal-norm"]
 
 
 @dataclass
+class LossTraces:
+    """Where an attack that follows a loss writes it down: the objective of every example of
+    one call at every step (rows: the call's examples; NaN where an example took no step,
+    e.g. after early stopping). With restarts, an example's row holds its last restart.
+
+    Why: the incomplete-optimization indicator (:mod:`benchmark.trust.optimization`) asks
+    whether an example the attack left robust still had a rising loss when the steps ran out.
+    """
+
+    values: torch.Tensor | None = None
+
+    def start(self, n_examples: int, steps: int) -> None:
+        self.values = torch.full((n_examples, steps), float("nan"))
+
+    def record(self, step: int, rows: torch.Tensor, losses: torch.Tensor) -> None:
+        assert self.values is not None, "start() first"
+        self.values[rows.cpu(), step] = losses.detach().float().cpu()
+
+
+@dataclass
 class AttackContext:
     """What every attack call gets besides the examples."""
 
@@ -53,6 +73,9 @@ class AttackContext:
     label: str = ""
     # Other rows' models a transfer attack crafts on (name -> model), from the runner.
     surrogates: dict[str, nn.Module] = field(default_factory=dict)
+    # Set by the evaluation to collect per-example loss traces; attacks that follow a loss
+    # (:func:`benchmark.attacks.pgd.run_pgd`) fill it, others leave it empty.
+    loss_traces: LossTraces | None = None
 
 
 def example_generators(ctx: AttackContext, *purpose: object) -> list[torch.Generator] | None:

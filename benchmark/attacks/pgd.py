@@ -119,6 +119,9 @@ def run_pgd(
                 logits.scatter_(1, y[:, None], float("-inf"))
                 target = logits.argmax(1)
         generators = example_generators(ctx, "random_start") if start_random else None
+        traces = ctx.loss_traces
+        if traces is not None:
+            traces.start(len(x), steps)
         best = x.clone()
         found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for restart in range(restarts):
@@ -134,7 +137,7 @@ def run_pgd(
             else:  # restart r of an example continues that example's own stream
                 x_adv = random_start(x0, ctx.norm, ctx.eps, [generators[int(i)] for i in todo])
             done = torch.zeros(len(todo), dtype=torch.bool, device=x.device)
-            for _step in range(steps):
+            for step in range(steps):
                 if early_stop:
                     active = (~done).nonzero().squeeze(1)
                     if len(active) == 0:
@@ -144,6 +147,9 @@ def run_pgd(
                 else:  # every example takes every step: no gathers or scatters
                     xa, ya, xa0, ta = x_adv, y0, x0, t0
                 grad, logits = input_gradient(ctx, xa, ya, ta, loss)
+                if traces is not None:  # the objective at the iterate this step starts from
+                    rows = todo[active] if early_stop else todo
+                    traces.record(step, rows, LOSSES[loss](logits, ya, ta))
                 if early_stop:
                     hit = logits.argmax(1) != ya
                     done[active[hit]] = True

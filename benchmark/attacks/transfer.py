@@ -40,7 +40,10 @@ class Transfer(Attack):
             raise BenchmarkError(f"transfer: surrogate '{p.surrogate}' was not provided")
         # the target's context (threat model, seeds, example ids) around the surrogate
         randomized = bool(getattr(surrogate, "randomized", False))
-        surrogate_ctx = dataclasses.replace(ctx, model=surrogate, randomized=randomized)
+        # (the surrogate's loss trace says nothing about the target: none is recorded)
+        surrogate_ctx = dataclasses.replace(
+            ctx, model=surrogate, randomized=randomized, loss_traces=None
+        )
         # every step on every example: a candidate that fools the surrogate early is not yet
         # a strong one for the target (the target judges them all afterwards)
         return run_pgd(

@@ -119,7 +119,7 @@ class AdaptiveParams(ThreatParams):
 class AdaptiveEvaluation(AdversarialEvaluation):
     """Indicators, then the white-box attack, then the fallbacks they call for."""
 
-    version: ClassVar[str] = "2"  # 2: whole-block attack calls; BPDA fallback
+    version: ClassVar[str] = "3"  # 3: incomplete-optimization check; 2: whole-block calls, BPDA
     metrics: ClassVar[tuple[MetricSpec, ...]] = (
         *THREAT_METRICS,
         MetricSpec(
@@ -254,6 +254,7 @@ class AdaptiveEvaluation(AdversarialEvaluation):
                 **checks.extras["checks"],
                 "silent_success": {"examples": int(silent.sum()), "of": len(data)},
                 "transfer_failure": {"examples": transfer_breaks, "of": len(data)},
+                **outcome["checks"],
             },
         }
         if flags:

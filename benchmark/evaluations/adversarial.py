@@ -20,7 +20,7 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from scipy.stats import binomtest
 from torch import nn
 from tqdm import tqdm
@@ -33,6 +33,7 @@ from benchmark.attacks import (
     parse_eps,
     perturbation_norm,
 )
+from benchmark.attacks.base import LossTraces
 from benchmark.attacks.saved import ADVERSARIAL_FILE, adversarial_npz
 from benchmark.attacks.threat import EpsField, Norm, valid_adversarial
 from benchmark.datasets.base import ArrayDataset
@@ -41,7 +42,12 @@ from benchmark.evaluations.base import EVALUATIONS, EvalContext, EvaluationResul
 from benchmark.evaluations.capabilities import Adversarial, Shardable, SuiteFigures
 from benchmark.evaluations.predictions import predict_probs, prediction_records
 from benchmark.metrics.specs import MetricSpec
-from benchmark.registry import Entry, StrictParams
+from benchmark.registry import Entry, StrictParams, format_validation_error
+from benchmark.trust.optimization import (
+    INCOMPLETE_OPTIMIZATION,
+    count_rising,
+    incomplete_optimization,
+)
 from benchmark.utils import derive_seed
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,23 @@ class ThreatParams(StrictParams):
         "transfer them: benchmark.attacks.saved.load_adversarial",
     )
 
+    @model_validator(mode="after")
+    def _nested_attacks_support_the_norm(self) -> ThreatParams:
+        """Every nested attack spec (``attacks``, ``attack``, ``adaptive``'s fallbacks) must
+        support this threat model's norm: refused at load, not when its job runs."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            specs = value if isinstance(value, list) else [value]
+            for spec in specs:
+                if isinstance(spec, AttackSpec):
+                    norms = ATTACKS.get(spec.type).extras["norms"]
+                    if self.norm not in norms:
+                        raise ValueError(
+                            f"{name}: attack '{spec.type}' does not support norm {self.norm} "
+                            f"(it supports {', '.join(norms)})"
+                        )
+        return self
+
 
 class AttackSpec(StrictParams):
     """One attack inside an evaluation: a registered attack key plus its parameters."""
@@ -87,6 +110,18 @@ class AttackSpec(StrictParams):
     def _known(cls, value: str) -> str:
         attack_entry(value, "fixed-eps", "an eps-ball evaluation")  # not e.g. cw
         return value
+
+    @model_validator(mode="after")
+    def _params_valid(self) -> AttackSpec:
+        """The attack's own params model checks ``params`` at load (``validate`` then catches a
+        ``steps: -5`` or an unknown key, not the job that would run it); the dict is kept as
+        given, so job keys do not change."""
+        try:
+            ATTACKS.get(self.type).params_model.model_validate(self.params)
+        except ValidationError as error:
+            lines = format_validation_error(error, prefix="params")
+            raise ValueError(f"attack '{self.type}': " + "; ".join(lines)) from None
+        return self
 
     def build(self, norm: str) -> Attack:
         entry = ATTACKS.get(self.type)
@@ -140,6 +175,44 @@ def _attack_calls(
     return [(b, positions[blocks == b]) for b in blocks.unique().tolist() if b in live]
 
 
+def optimization_checks(traced: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    """``{"incomplete_optimization": numbers}`` from per-attack loss-trace counts (empty when
+    no attack traced an example it left robust); shards merge by summing the counts."""
+    numbers = incomplete_optimization(traced)
+    return {} if numbers is None else {INCOMPLETE_OPTIMIZATION: numbers}
+
+
+def _sum_traced(parts: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    total: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for label, count in part.items():
+            into = total.setdefault(label, {"traced": 0, "rising": 0})
+            into["traced"] += count["traced"]
+            into["rising"] += count["rising"]
+    return total
+
+
+def _judge(
+    model: nn.Module,
+    data: ArrayDataset,
+    x_best: torch.Tensor,
+    x_adv: torch.Tensor,
+    chunk: torch.Tensor,
+    ok: torch.Tensor,
+    lo: int,
+    ctx: EvalContext,
+    passes: int,
+    bs: int,
+) -> torch.Tensor:
+    """Which of one call's valid candidates (``ok``) fool the model, judged in the shape of
+    the final pass: the block's rows (from position ``lo``) of the current worst case with
+    the candidates in place, so a verdict here is the verdict the final pass gives."""
+    rows = x_best[lo : lo + bs].clone()
+    rows[chunk[ok] - lo] = x_adv[ok.to(ctx.device)].cpu()
+    preds = torch.from_numpy(_predict(model, rows, ctx, passes, bs).argmax(1))
+    return ok & (preds[chunk - lo] != data.y[chunk])
+
+
 def worst_case(
     model: nn.Module,
     data: ArrayDataset,
@@ -183,6 +256,9 @@ def worst_case(
         )
     invalid = torch.zeros(len(data), dtype=torch.bool)
     after: dict[str, torch.Tensor] = {}
+    # per attack: examples it left robust with a loss trace, and how many were still rising
+    traced: dict[str, dict[str, int]] = {}
+    traces = LossTraces()
     generator = torch.Generator().manual_seed(ctx.seed % (2**63))
     actx = AttackContext(
         model=model,
@@ -195,8 +271,11 @@ def worst_case(
         eot_samples=params.eot_samples,
         generator=generator,
         surrogates=ctx.surrogates,
+        # noisy passes make any trace look unfinished: randomized models are not traced
+        loss_traces=None if randomized else traces,
     )
     for label, attack in attacks:
+        counts = traced.setdefault(label, {"traced": 0, "rising": 0})
         for block, chunk in tqdm(
             _attack_calls(clean_correct, robust, offset, bs),
             desc=label,
@@ -207,29 +286,30 @@ def worst_case(
             generator.manual_seed(derive_seed(ctx.seed, label, block) % (2**63))
             actx.example_ids, actx.label = data.indices[chunk], label
             x, y = data.x[chunk].to(ctx.device), y_all[chunk].to(ctx.device)
+            traces.values = None
             x_adv = attack.perturb(x, y, actx).detach()
             live = robust[chunk]  # broken examples were attacked only to keep the call's shape
             ok = valid_adversarial(x, x_adv, norm, eps).cpu() & live
             invalid[chunk[live & ~ok]] = True
-            if not ok.any():
-                continue
-            # Judged in the shape of the final pass: the block's rows of the current worst
-            # case with this attack's valid candidates in place, so a verdict here is the
-            # verdict the final pass gives the same input.
-            lo = block * bs - offset
-            rows = x_best[lo : lo + bs].clone()
-            rows[chunk[ok] - lo] = x_adv[ok.to(ctx.device)].cpu()
-            preds = torch.from_numpy(_predict(model, rows, ctx, passes, bs).argmax(1))
-            fooled = ok & (preds[chunk - lo] != y_all[chunk])
-            robust[chunk[fooled]] = False
-            x_best[chunk[fooled]] = x_adv[fooled.to(ctx.device)].cpu()
+            fooled = torch.zeros_like(ok)
+            if ok.any():
+                fooled = _judge(
+                    model, data, x_best, x_adv, chunk, ok, block * bs - offset, ctx, passes, bs
+                )
+                robust[chunk[fooled]] = False
+                x_best[chunk[fooled]] = x_adv[fooled.to(ctx.device)].cpu()
+            n_traced, n_rising = count_rising(traces.values, live & ~fooled)
+            counts["traced"] += n_traced
+            counts["rising"] += n_rising
         after[label] = robust.clone()
     if invalid.any():
         log.warning(
             "%d candidate(s) outside the eps-ball or [0,1] were discarded", int(invalid.sum())
         )
 
-    raised = sorted({flag for _, attack in attacks for flag in attack.raised_flags})
+    raised = {flag for _, attack in attacks for flag in attack.raised_flags}
+    checks = optimization_checks(traced)
+    raised |= {name for name, check in checks.items() if check["failed"]}
     # The number counted: a fresh forward pass on the final per-example worst case.
     final_probs = _predict(model, x_best, ctx, passes, bs)
     robust_final = clean_correct & (torch.from_numpy(final_probs.argmax(1)) == y_all)
@@ -241,7 +321,9 @@ def worst_case(
         "x_best": x_best,
         "probs": final_probs,
         "norm": perturbation_norm(x_best - data.x, norm),
-        "flags": raised,
+        "flags": sorted(raised),
+        "checks": checks,
+        "traced": traced,
     }
 
 
@@ -302,12 +384,17 @@ def outcome_records(data: ArrayDataset, outcome: dict[str, Any], suffix: str = "
 
 
 def _extras(data: ArrayDataset, outcome: dict[str, Any], randomized: bool) -> dict[str, Any]:
-    return {
+    extras = {
         "n_examples": len(data),
         "n_clean_correct": int(outcome["clean_correct"].sum()),
         "n_invalid": int(outcome["invalid"].sum()),
         "randomized": randomized,
+        # per attack: robust examples with a loss trace / still rising at the last step
+        "loss_traces": outcome["traced"],
     }
+    if outcome["checks"]:
+        extras["checks"] = outcome["checks"]
+    return extras
 
 
 class AdversarialEvaluation(Shardable, Adversarial, SuiteFigures):
@@ -315,7 +402,7 @@ class AdversarialEvaluation(Shardable, Adversarial, SuiteFigures):
 
     saves_adversarial: ClassVar[bool] = True  # honours save_adversarial (the loader checks)
 
-    version: ClassVar[str] = "4"  # 4: whole-block attack calls and verdicts
+    version: ClassVar[str] = "5"  # 5: incomplete-optimization check (loss traces)
     attack_key: ClassVar[str | None] = None
     metrics: ClassVar[tuple[MetricSpec, ...]] = THREAT_METRICS
 
@@ -397,9 +484,15 @@ class AdversarialEvaluation(Shardable, Adversarial, SuiteFigures):
             "n_clean_correct": sum(s.extras["n_clean_correct"] for s in shards),
             "n_invalid": sum(s.extras["n_invalid"] for s in shards),
             "randomized": any(s.extras["randomized"] for s in shards),
+            "loss_traces": _sum_traced([s.extras.get("loss_traces", {}) for s in shards]),
         }
-        flags = sorted({f for s in shards for f in s.extras.get("flags", [])})
-        extras = self._extras(counts) | ({"flags": flags} if flags else {})
+        checks = optimization_checks(counts["loss_traces"])
+        if checks:
+            counts["checks"] = checks
+        # the attacks' own flags from every shard; the trace check judged on the sum
+        flags = {f for s in shards for f in s.extras.get("flags", [])} - {INCOMPLETE_OPTIMIZATION}
+        flags |= {name for name, check in checks.items() if check["failed"]}
+        extras = self._extras(counts) | ({"flags": sorted(flags)} if flags else {})
         return EvaluationResult(summarize_records(records), records, extras)
 
 
@@ -457,7 +550,7 @@ class EpsSweepEvaluation(Adversarial, SuiteFigures):
     ones without attacking it again (its adversarial example lies in every larger ball).
     """
 
-    version: ClassVar[str] = "4"  # 4: whole-block attack calls and verdicts
+    version: ClassVar[str] = "5"  # 5: incomplete-optimization check (loss traces)
     # ``<eps>_<metric>`` for every eps of the sweep, e.g. ``8/255_robust_acc_pct``.
     metrics: ClassVar[tuple[MetricSpec, ...]] = tuple(
         spec.renamed("{eps}_" + spec.name, f"{spec.description}, at one eps of the sweep")
@@ -491,12 +584,16 @@ class EpsSweepEvaluation(Adversarial, SuiteFigures):
         frames: list[pd.DataFrame] = []
         previous: dict[str, Any] | None = None
         outcome: dict[str, Any] | None = None
+        traced: dict[str, dict[str, int]] = {}
+        flags: set[str] = set()
         for eps in sorted(p.eps, key=parse_eps):
             start = previous if p.reuse_smaller_eps else None
             outcome = worst_case(
                 model, data, [(p.attack.type, attack)], p.norm, parse_eps(eps), p, ctx, start
             )
             previous = outcome
+            traced |= {f"{label}@{eps}": n for label, n in outcome["traced"].items()}
+            flags |= set(outcome["flags"])
             metrics.update({f"{eps}_{k}": v for k, v in summarize(outcome).items()})
             frames.append(outcome_records(data, outcome, suffix=f"@{eps}"))
         assert outcome is not None
@@ -504,14 +601,20 @@ class EpsSweepEvaluation(Adversarial, SuiteFigures):
         extra = [f.drop(columns=[c for c in f.columns if "@" not in c]) for f in frames]
         probs = frames[-1][[c for c in frames[-1].columns if c.startswith("prob_")]]
         records = pd.concat([base, *extra, probs], axis=1)
+        checks = optimization_checks(traced)  # per eps: the attack at each budget
         extras = {
             **_extras(data, outcome, ctx.randomized),
             "norm": p.norm,
             "eps": list(p.eps),
             "eps_value": [parse_eps(e) for e in p.eps],
+            "loss_traces": traced,
         }
-        if outcome["flags"]:  # the attack object is shared by every eps: all its flags
-            extras["flags"] = outcome["flags"]
+        extras.pop("checks", None)
+        if checks:
+            extras["checks"] = checks
+        flags |= {name for name, check in checks.items() if check["failed"]}
+        if flags:
+            extras["flags"] = sorted(flags)
         return EvaluationResult(metrics, records, extras)
 
 
