@@ -25,7 +25,7 @@ Keys therefore hold *what was read*:
   holds for its models, recipes, datasets, evaluations and attacks alike
   (:func:`benchmark.runner.jobs.plugin_code`): an edited helper module beside the plugin
   recomputes what it feeds. A plugin dataset without a content fingerprint is keyed by its
-  loader's code and its ``root``, not by the files it reads.
+  loader's code, its ``root`` and every file under that root.
 """
 
 from __future__ import annotations

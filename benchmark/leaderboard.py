@@ -11,6 +11,7 @@ from the column's name.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -52,6 +53,28 @@ def columns_path(csv_path: str | Path) -> Path:
     return csv_path.with_name(csv_path.stem + COLUMNS_SUFFIX)
 
 
+def check_leaderboard_owner(directory: str | Path, name: str, suite_file: str | None) -> None:
+    """Refuse, in one line, to overwrite ``<directory>/<name>.*`` written by another suite
+    file that has the same ``name`` (two suites would silently replace each other's
+    leaderboard). The owner is recorded relative to the folder, so a moved or freshly cloned
+    checkout keeps it; leaderboards that record no owner, and suites built in code, pass."""
+    if suite_file is None:
+        return
+    directory = Path(directory)
+    try:
+        owner = json.loads(columns_path(directory / f"{name}.csv").read_text())["suite_file"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return
+    if not isinstance(owner, str):
+        return
+    if (directory / owner).resolve() != Path(suite_file).resolve():
+        raise BenchmarkError(
+            f"leaderboard_dir '{directory}': {name}.csv is the leaderboard of suite file "
+            f"{directory / owner}; {suite_file} has the same name '{name}' and would overwrite "
+            "it: rename one of the suites or give this one its own leaderboard_dir"
+        )
+
+
 def write_leaderboard(
     frame: pd.DataFrame,
     directory: str | Path,
@@ -59,16 +82,23 @@ def write_leaderboard(
     columns: Mapping[str, MetricSpec] | None = None,
     markdown: str | None = None,
     headline: list[str] | None = None,
+    suite_file: str | None = None,
 ) -> list[Path]:
     """CSV, Markdown and the column declarations (each file written atomically). The
     declarations go first: a CSV is never newer than the declarations of its columns.
     ``markdown``: the Markdown file's text (default: the whole table); ``headline``: the
-    columns of the headline table, listed in the declarations file."""
+    columns of the headline table, listed in the declarations file; ``suite_file``: the
+    suite written from, recorded (relative to ``directory``) and checked against the owner
+    of existing files (:func:`check_leaderboard_owner`)."""
     directory = Path(directory)
+    check_leaderboard_owner(directory, name, suite_file)
     csv_path, md_path = directory / f"{name}.csv", directory / f"{name}.md"
     declared = {c: s for c, s in (columns or {}).items() if c in frame.columns}
     json_path = columns_path(csv_path)
     payload = columns_to_json(declared) | ({"headline": headline} if headline else {})
+    if suite_file is not None:
+        owner = os.path.relpath(Path(suite_file).resolve(), directory.resolve())
+        payload["suite_file"] = Path(owner).as_posix()
     write_text_atomic(json_path, json.dumps(payload, indent=1) + "\n")
     write_text_atomic(csv_path, frame.to_csv(index=False))
     text = markdown if markdown is not None else f"# Leaderboard: {name}\n\n{to_markdown(frame)}\n"

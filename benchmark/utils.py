@@ -7,7 +7,7 @@ import json
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -138,3 +138,32 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise BenchmarkError("device: 'cuda' requested but no CUDA device is available")
     return torch.device(name)
+
+
+class DownloadTooLarge(OSError):
+    """A download passed its size cap (an endless or wrong stream); raised before more than
+    ``limit`` bytes reach the disk."""
+
+
+def copy_capped(
+    response: Any,
+    out: Any,
+    limit: int,
+    on_block: Callable[[bytes], None] | None = None,
+) -> int:
+    """Copy an HTTP ``response`` into the open file ``out`` in 1 MiB blocks, refusing more
+    than ``limit`` bytes (a declared Content-Length above it is refused before reading):
+    every download is checked by its hash only at the end, so without a cap a server sending
+    an endless stream fills the disk first. Returns the bytes copied."""
+    declared = int(response.headers.get("Content-Length") or 0)
+    if declared > limit:
+        raise DownloadTooLarge(f"declares {declared} bytes, more than the cap of {limit}")
+    copied = 0
+    while block := response.read(1 << 20):
+        copied += len(block)
+        if copied > limit:
+            raise DownloadTooLarge(f"sent more than the cap of {limit} bytes")
+        out.write(block)
+        if on_block is not None:
+            on_block(block)
+    return copied

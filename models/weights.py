@@ -25,7 +25,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from benchmark.errors import BenchmarkError
-from benchmark.utils import atomic_path, file_sha256
+from benchmark.utils import atomic_path, copy_capped, file_sha256
 
 WEIGHTS_DIR_ENV = "BENCHMARK_WEIGHTS_DIR"
 WEIGHTS_CACHE_ENV = "BENCHMARK_WEIGHTS_CACHE"
@@ -85,11 +85,27 @@ def cache_path(url: str, sha256: str) -> Path:
     return weights_cache_dir() / f"{sha256[:16]}-{url_file_name(url)}"
 
 
+MAX_DOWNLOAD_ENV = "BENCHMARK_MAX_DOWNLOAD_BYTES"
+MAX_DOWNLOAD_BYTES = 8 << 30  # 8 GiB: above the largest public checkpoints of the field
+
+
+def max_download_bytes() -> int:
+    """The size cap of one checkpoint download (``$BENCHMARK_MAX_DOWNLOAD_BYTES`` overrides)."""
+    value = os.environ.get(MAX_DOWNLOAD_ENV, "")
+    try:
+        return int(value) if value else MAX_DOWNLOAD_BYTES
+    except ValueError:
+        raise BenchmarkError(
+            f"${MAX_DOWNLOAD_ENV}: expected a number of bytes, got {value!r}"
+        ) from None
+
+
 def download(url: str, sha256: str, target: Path, progress: bool = True) -> Path:
     """Stream ``url`` into ``target`` atomically, refusing it unless its SHA-256 matches."""
     from tqdm import tqdm
 
     digest = hashlib.sha256()
+    limit = max_download_bytes()
     with atomic_path(target) as tmp:
         try:
             with (
@@ -104,10 +120,12 @@ def download(url: str, sha256: str, target: Path, progress: bool = True) -> Path
                     desc=f"download {url_file_name(url)}",
                     disable=not progress,
                 ) as bar:
-                    while block := response.read(1 << 20):
-                        out.write(block)
+
+                    def seen(block: bytes) -> None:
                         digest.update(block)
                         bar.update(len(block))
+
+                    copy_capped(response, out, limit, seen)
                 out.flush()
                 os.fsync(out.fileno())
         except OSError as exc:

@@ -373,3 +373,27 @@ def test_editing_a_plugin_evaluation_changes_its_job_keys(tmp_path, write_suite,
         )
     assert found[0][("cnn", "fingerprint_test_eval")] != found[1][("cnn", "fingerprint_test_eval")]
     assert found[0][("cnn", "clean")] == found[1][("cnn", "clean")]  # the project's own: unchanged
+
+
+def test_a_dataset_without_a_fingerprint_is_keyed_by_the_files_under_its_root(tmp_path):
+    """A plugin dataset that declares no fingerprint: editing a file it reads under its root
+    changes its key (it used to be keyed by loader code and root alone, serving old numbers)."""
+    from benchmark.datasets.base import register_dataset
+
+    root = tmp_path / "plugin_data"
+    root.mkdir()
+    (root / "labels.txt").write_text("0 1 2\n")
+
+    @register_dataset("fingerprintless_test_data", "a plugin dataset without a fingerprint")
+    def _load(options, split):  # pragma: no cover - never loaded here
+        raise AssertionError
+
+    try:
+        first = dataset_fingerprint("fingerprintless_test_data", "test", root=str(root))
+        assert first == dataset_fingerprint("fingerprintless_test_data", "test", root=str(root))
+        (root / "labels.txt").write_text("0 1 3\n")
+        assert dataset_fingerprint("fingerprintless_test_data", "test", root=str(root)) != first
+        absent = dataset_fingerprint("fingerprintless_test_data", "test", root=str(tmp_path / "x"))
+        assert absent["files"] is None  # nothing under a missing root: code and root only
+    finally:
+        DATASETS._entries.pop("fingerprintless_test_data", None)

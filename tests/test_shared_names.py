@@ -47,3 +47,25 @@ def test_distinct_names_with_a_common_prefix_are_fine(tmp_path, write_suite):
         {"type": "clean", "name": "clean_10", "params": {"n_bins": 10}},
     ]
     load_suite(write_suite(tiny_suite(tmp_path, evaluations=evaluations)))
+
+
+def test_two_suite_files_with_one_name_do_not_overwrite_one_leaderboard(
+    tmp_path, write_suite, capsys
+):
+    """Two suite files named alike, one leaderboard_dir: the second is refused in one line
+    before anything runs, and the first keeps its leaderboard; rerunning the first is fine."""
+    from benchmark.cli import main
+
+    shared = {"leaderboard_dir": str(tmp_path / "boards"), "sanity": False}
+    first = write_suite(tiny_suite(tmp_path, **shared), name="first.yaml")
+    other = tiny_suite(tmp_path, **shared, output_dir=str(tmp_path / "other_run"))
+    other["evaluations"] = [{"type": "clean", "name": "other_clean"}]
+    second = write_suite(other, name="second.yaml")
+    assert main(["run", str(first), "--quiet"]) == 0
+    board = (tmp_path / "boards" / "tiny.csv").read_text()
+    capsys.readouterr()
+    assert main(["run", str(second), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the leaderboard of suite file" in err[0], err
+    assert (tmp_path / "boards" / "tiny.csv").read_text() == board
+    assert main(["run", str(first), "--quiet"]) == 0

@@ -92,6 +92,88 @@ CASES = [
         },
         "models[0].training.params.epochs: Input should be a valid integer",
     ),
+    (
+        "nested_attack_negative_steps",
+        {
+            "evaluations__1": {
+                "type": "attacks",
+                "params": {
+                    "eps": 0.1,
+                    "attacks": [{"type": "fgsm"}, {"type": "pgd", "params": {"steps": -5}}],
+                },
+            }
+        },
+        "evaluations[1].params.attacks[1]: attack 'pgd': params.steps: Input should be "
+        "greater than or equal to 1 (got -5)",
+    ),
+    (
+        "nested_attack_unknown_key",
+        {
+            "evaluations__1": {
+                "type": "eps_sweep",
+                "params": {"eps": [0.1], "attack": {"type": "pgd", "params": {"stepz": 3}}},
+            }
+        },
+        "evaluations[1].params.attack: attack 'pgd': params.stepz: unknown field",
+    ),
+    (
+        "nested_attack_not_a_number",
+        {
+            "evaluations__1": {
+                "type": "adaptive",
+                "params": {"eps": 0.1, "whitebox": {"type": "pgd", "params": {"steps": "abc"}}},
+            }
+        },
+        "evaluations[1].params.whitebox: attack 'pgd': params.steps: Input should be a valid "
+        "integer",
+    ),
+    (
+        "fallbacks_nested_attack",
+        {"fallbacks": {"scale_invariant": {"type": "pgd", "params": {"steps": -1}}}},
+        "fallbacks.scale_invariant: attack 'pgd': params.steps: Input should be greater",
+    ),
+    (
+        "torchattacks_combination",
+        {
+            "evaluations__1": {
+                "type": "torchattacks",
+                "params": {"eps": 0.1, "attack": "MultiAttack"},
+            }
+        },
+        "evaluations[1].params: MultiAttack combines other attacks",
+    ),
+    (
+        "torchattacks_kwarg_type",
+        {
+            "evaluations__1": {
+                "type": "torchattacks",
+                "params": {"eps": 0.1, "attack": "CW", "kwargs": {"c": 0.5, "lr": "fast"}},
+            }
+        },
+        "evaluations[1].params: kwargs.lr: should be a number (got 'fast')",
+    ),
+    (
+        "square_queries_bound",
+        {"evaluations__1": {"type": "square", "params": {"eps": 0.1, "n_queries": 10**8}}},
+        "evaluations[1].params.n_queries: Input should be less than or equal to 1000000",
+    ),
+    (
+        "kap_sigma_differs_from_recipe",
+        {
+            "models__1": {
+                "name": "kap",
+                "model": "kap_resnet20",
+                "params": {"sigma": 0.1},
+                "training": {"recipe": "gaussian_noise", "params": {"epochs": 1, "sigma": 0.2}},
+            }
+        },
+        "models[1].training.params.sigma: 0.2 differs from the noise the model adds itself",
+    ),
+    (
+        "fallbacks_field_the_step_sets",
+        {"fallbacks": {"n_examples": 5}},
+        "fallbacks.n_examples: set by the automatic step per threat model",
+    ),
 ]
 
 
@@ -159,3 +241,14 @@ def test_validate_subprocess_prints_no_traceback(tmp_path, write_suite):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert "models[0].model: unknown model 'resnet999'" in proc.stderr
+
+
+def test_an_eps_with_line_breaks_names_columns_without_them(tmp_path, write_suite):
+    """An eps written "8/255\n\r" is the threat model 8/255: no line break reaches a
+    column, a folder or the automatic fallback step's name (which used to crash loading)."""
+    suite = tiny_suite(tmp_path)
+    suite["evaluations"].append({"type": "fgsm", "params": {"eps": "8/255\n\r"}})
+    loaded = load_suite(write_suite(suite))
+    names = [spec.resolved.name for spec in loaded.evaluations]
+    assert "fgsm_linf_8/255" in names and "fallbacks_linf_8/255" in names
+    assert not any(ch in name for name in names for ch in "\n\r")

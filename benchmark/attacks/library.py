@@ -41,7 +41,7 @@ class Square(Attack):
     version = "1"
 
     class Params(Attack.Params):
-        n_queries: int = Field(5000, ge=1)
+        n_queries: int = Field(5000, ge=1, le=1_000_000)
         p_init: float = Field(0.8, gt=0, le=1)
         restarts: int = Field(1, ge=1)
 
@@ -208,7 +208,32 @@ def _torchattacks_class(name: str) -> type[Any]:
     if not (inspect.isclass(cls) and issubclass(cls, TorchattacksBase)):
         known = ", ".join(n for n in torchattacks.__all__ if n[0].isupper())
         raise ValueError(f"unknown torchattacks attack {name!r} (known: {known})")
+    if "attacks" in inspect.signature(cls.__init__).parameters:
+        raise ValueError(
+            f"{name} combines other attacks; list them under an 'attacks' evaluation (its "
+            "per-example worst case) instead"
+        )
     return cls
+
+
+def _check_types(cls: type[Any], kwargs: dict[str, Any]) -> None:
+    """A keyword whose default is a number, a flag or a text must be given as one: caught
+    when the suite loads, not by torchattacks in the middle of a run."""
+    parameters = inspect.signature(cls.__init__).parameters
+    for name, value in kwargs.items():
+        default = parameters[name].default
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif isinstance(default, int | float):
+            # (int defaults such as CW's c = 1 take floats too; counts are _check_counts')
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            expected = "a number"
+        elif isinstance(default, str):
+            ok, expected = isinstance(value, str), "a string"
+        else:  # no default, or None: torchattacks decides
+            continue
+        if not ok:
+            raise ValueError(f"kwargs.{name}: should be {expected} (got {value!r})")
 
 
 # Upper bounds on the torchattacks arguments that count iterations, as on the harness's own
@@ -254,6 +279,7 @@ class Torchattacks(Attack):
                 bad = sorted(unknown | ({"model"} & set(self.kwargs)))
                 raise ValueError(f"{self.attack} does not take {bad}; it takes {allowed}")
             _check_counts(self.kwargs)
+            _check_types(_torchattacks_class(self.attack), self.kwargs)
             return self
 
     params: Params

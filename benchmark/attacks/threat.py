@@ -24,7 +24,7 @@ def parse_eps(value: object) -> float:
         number = float(value)
     elif isinstance(value, str):
         try:
-            number = float(Fraction(value.replace(" ", "")))
+            number = float(Fraction(_no_whitespace(value)))
         except (ValueError, ZeroDivisionError, OverflowError):
             raise ValueError(
                 f"expected a number or a fraction like '8/255', got {value!r}"
@@ -41,8 +41,14 @@ def parse_eps(value: object) -> float:
 def eps_label(value: object) -> str:
     """Canonical text form used in column names: '8/255' stays '8/255', 0.5 -> '0.5'."""
     if isinstance(value, str):
-        return value.replace(" ", "")
+        return _no_whitespace(value)
     return f"{float(value):g}"  # type: ignore[arg-type]
+
+
+def _no_whitespace(text: str) -> str:
+    """``" 8 / 255\n"`` -> ``"8/255"``: a label that names columns and folders carries no
+    spaces, tabs or line breaks (a YAML ``"8/255\n\r"`` must not reach a CSV header)."""
+    return "".join(text.split())
 
 
 def _canonical_eps(value: object) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from benchmark.errors import BenchmarkError
-from benchmark.fingerprints import source_digest
+from benchmark.fingerprints import files_fingerprint, source_digest
 from benchmark.registry import Entry, Registry, StrictParams
 
 Split = Literal["train", "val", "test"]
@@ -107,7 +108,8 @@ def register_dataset(
     ``fingerprint`` identifies the *content* a split is read from, for cache keys: for files,
     :func:`benchmark.fingerprints.files_fingerprint` of the files the split reads (cheap
     after the first call), never the ``root`` they lie under. Without one, a dataset is keyed
-    by its loader's source file and its ``root`` (see :func:`dataset_fingerprint`)."""
+    by its loader's source file, its ``root`` and every file under it (see
+    :func:`dataset_fingerprint`)."""
 
     def decorator(loader: Loader) -> Loader:
         extras = {"info": info, "fingerprint": fingerprint, "code": source_digest(loader)}
@@ -123,12 +125,37 @@ def dataset_fingerprint(
     """What identifies split ``split`` of dataset ``name`` in cache keys: the fingerprint of
     its content when the dataset declares one (downloading missing files first when
     ``download``; missing files are an error, as loading would be), else its loader's source
-    file and ``root`` (a plugin's dataset: keyed conservatively by where it reads from)."""
+    file, ``root`` and the files under it (a plugin's dataset: keyed by all it might read)."""
     entry = DATASETS.get(name)
     fingerprint = entry.extras.get("fingerprint")
     if fingerprint is None:
-        return {"loader_code": entry.extras.get("code") or source_digest(entry.obj), "root": root}
+        code = entry.extras.get("code") or source_digest(entry.obj)
+        return {"loader_code": code, "root": root, "files": root_files_fingerprint(root)}
     return {"content": fingerprint(DatasetOptions(root=root, download=download), split)}
+
+
+MAX_ROOT_FILES = 100_000
+
+
+def root_files_fingerprint(root: str) -> dict[str, Any] | None:
+    """Every file under ``root`` (size and SHA-256, cached per file), for a dataset that
+    declares no fingerprint of its own: an edited or replaced file then changes its key
+    instead of serving results computed on the old one. None when ``root`` is no folder (a
+    dataset that generates its data reads nothing there)."""
+    folder = Path(root)
+    if not folder.is_dir():
+        return None
+    names = []
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            names.append(path.relative_to(folder).as_posix())
+            if len(names) > MAX_ROOT_FILES:
+                raise BenchmarkError(
+                    f"dataset root {root}: more than {MAX_ROOT_FILES} files to fingerprint; "
+                    "give the dataset a fingerprint (register_dataset(..., fingerprint=...)) "
+                    "naming the files it reads"
+                )
+    return files_fingerprint(folder, names)
 
 
 def load_dataset(

@@ -36,6 +36,7 @@ from benchmark.datasets.base import (
 )
 from benchmark.errors import BenchmarkError
 from benchmark.fingerprints import files_fingerprint
+from benchmark.utils import copy_capped
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -112,11 +113,21 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
+ARCHIVE_BYTES = 170_498_071  # cifar-10-python.tar.gz
+
+
 def download_and_extract(
-    root: Path, url: str, md5: str, *, folder: str = FOLDER, desc: str = "CIFAR-10"
+    root: Path,
+    url: str,
+    md5: str,
+    *,
+    folder: str = FOLDER,
+    desc: str = "CIFAR-10",
+    size: int = ARCHIVE_BYTES,
 ) -> None:
     """Download the archive to a temp file, check its MD5, extract it safely under ``root``
-    and move its top-level ``folder`` to ``root / folder``."""
+    and move its top-level ``folder`` to ``root / folder``. More than ``size`` bytes (the
+    archive's published size, plus 1 %) is refused while streaming."""
     from tqdm import tqdm
 
     root.mkdir(parents=True, exist_ok=True)
@@ -126,9 +137,7 @@ def download_and_extract(
             with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, desc=desc) as bar:
-                    while block := response.read(1 << 20):
-                        out.write(block)
-                        bar.update(len(block))
+                    copy_capped(response, out, size + size // 100, lambda b: bar.update(len(b)))
         except OSError as exc:
             raise BenchmarkError(f"dataset.download: could not download {url}: {exc}") from None
         if (actual := md5sum(archive)) != md5:

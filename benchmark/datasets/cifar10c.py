@@ -28,6 +28,7 @@ from benchmark.fingerprints import files_fingerprint
 URL = "https://zenodo.org/records/2535967/files/CIFAR-10-C.tar?download=1"
 # MD5 listed on the Zenodo record for CIFAR-10-C.tar (2,918,471,680 bytes).
 ARCHIVE_MD5 = "56bf5dcef84df0e2308c6dcbcbbd8499"
+ARCHIVE_BYTES = 2_918_471_680
 FOLDER = "CIFAR-10-C"
 N_SEVERITIES = 5
 LABELS = "labels.npy"
@@ -39,7 +40,9 @@ def cifar10c_folder(root: str | Path, corruptions: list[str], download: bool = F
     folder = root / FOLDER
     needed = [f"{name}.npy" for name in corruptions] + [LABELS]
     if not all((folder / name).is_file() for name in needed) and download:
-        download_and_extract(root, URL, ARCHIVE_MD5, folder=FOLDER, desc="CIFAR-10-C")
+        download_and_extract(
+            root, URL, ARCHIVE_MD5, folder=FOLDER, desc="CIFAR-10-C", size=ARCHIVE_BYTES
+        )
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         shown = ",".join(missing[:4]) + (",..." if len(missing) > 4 else "")

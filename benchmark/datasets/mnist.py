@@ -45,7 +45,7 @@ from benchmark.datasets.base import (
 from benchmark.datasets.cifar10 import md5sum
 from benchmark.errors import BenchmarkError
 from benchmark.fingerprints import files_fingerprint
-from benchmark.utils import atomic_path
+from benchmark.utils import atomic_path, copy_capped
 
 MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -151,6 +151,9 @@ def candidates(root: Path) -> list[Path]:
     return [root, root / "mnist", root / "MNIST" / "raw"]
 
 
+MAX_FILE_BYTES = 16 << 20
+
+
 class _MirrorFailed(Exception):
     pass
 
@@ -163,9 +166,8 @@ def _fetch(url: str, target: Path, md5: str) -> None:
             with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-                    while block := response.read(1 << 20):
-                        out.write(block)
-                        bar.update(len(block))
+                    # the largest MNIST file (train images, gzip) is 9.9 MB
+                    copy_capped(response, out, MAX_FILE_BYTES, lambda b: bar.update(len(b)))
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise _MirrorFailed(_one_line(exc)) from None
         if (actual := md5sum(tmp)) != md5:

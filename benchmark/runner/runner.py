@@ -25,7 +25,11 @@ from filelock import FileLock, Timeout
 from benchmark.claims import ClaimResult, check_claims, write_claims
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
-from benchmark.leaderboard import leaderboard_column_spec, write_leaderboard
+from benchmark.leaderboard import (
+    check_leaderboard_owner,
+    leaderboard_column_spec,
+    write_leaderboard,
+)
 from benchmark.metrics.specs import MetricSpec, undeclared
 from benchmark.report.markdown import headline_table_columns, markdown_leaderboard
 from benchmark.results import ResultSummary
@@ -155,6 +159,7 @@ def _run_suite(
     torch.use_deterministic_algorithms(True, warn_only=True)
     if write:
         check_run_dir(suite)  # before any job runs: the outputs would overwrite another's
+        check_leaderboard_owner(suite.leaderboard_dir, suite.name, suite._source)
     cache = ResultCache(suite.cache_root)
     jobs = expand_jobs(suite, device.type)
     summary = RunSummary(leaderboard=pd.DataFrame())
@@ -201,6 +206,7 @@ def _run_suite(
             summary.leaderboard, suite.name, summary.columns, evaluation_names
         ),
         headline=headline_table_columns(summary.leaderboard, summary.columns),
+        suite_file=suite._source,
     )
     if suite.claims:
         summary.written += write_claims(

@@ -187,6 +187,33 @@ def _check_ensemble_rows(suite: Suite, spec: ModelSpec, field: str, source: str)
     return errors
 
 
+def _check_noise_sigma(spec: ModelSpec, field: str, source: str) -> list[str]:
+    """A model whose builder takes ``sigma`` (kap_*/nt_*: it adds that input noise itself)
+    trained by ``gaussian_noise`` with another sigma: refused at load, as the recipe would
+    refuse it when training starts (:func:`models.training.noise.recipe_input_sigma`)."""
+    from models import MODELS
+    from models.training import RECIPES
+
+    assert spec.training is not None
+    if spec.training.recipe != "gaussian_noise" or spec.model not in MODELS:
+        return []
+    try:
+        model_params = MODELS.validate_params(spec.model, spec.params)
+        recipe_params = RECIPES.validate_params("gaussian_noise", spec.training.params)
+    except ValidationError:
+        return []  # reported by _check_params
+    model_sigma = getattr(model_params, "sigma", None)
+    recipe_sigma = getattr(recipe_params, "sigma", None)
+    if model_sigma is None or recipe_sigma is None or not model_sigma:
+        return []
+    if math.isclose(model_sigma, recipe_sigma, rel_tol=1e-9, abs_tol=1e-12):
+        return []
+    return [
+        f"{source}: {field}.training.params.sigma: {recipe_sigma} differs from the noise the "
+        f"model adds itself ({field}.params.sigma {model_sigma}); give both the same sigma"
+    ]
+
+
 def _check_init(suite: Suite, spec: ModelSpec, field: str, source: str) -> list[str]:
     """A warm start names an existing file (with the declared hash) or another row whose
     weights are a single trained or loaded model, without a cycle of warm starts."""
@@ -365,6 +392,7 @@ def _check_registries(suite: Suite, source: str) -> list[str]:
                 errors += _check_params(
                     RECIPES, recipe, spec.training.params, f"{field}.training.params", source
                 )
+                errors += _check_noise_sigma(spec, field, source)
     for i, evaluation in enumerate(suite.evaluations):
         field = f"evaluations[{i}]"
         if evaluation.type not in EVALUATIONS:
@@ -469,7 +497,39 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
     if errors:
         raise SuiteError(errors)
     suite = with_fallbacks(suite, str(path)) if suite.fallbacks is not False else suite
-    return with_sanity(suite) if suite.sanity else suite
+    suite = with_sanity(suite) if suite.sanity else suite
+    suite._source = str(path.resolve())
+    return suite
+
+
+# What the automatic step sets itself, per threat model: a suite's ``fallbacks`` mapping
+# giving one of these would be silently overridden, so it is refused.
+AUTO_FALLBACK_FIELDS = ("norm", "eps", "n_examples", "whitebox")
+
+
+def _check_fallback_params(own: dict[str, Any], source: str) -> None:
+    """Refuse a ``fallbacks`` mapping at load, whether or not the suite has a threat model
+    to add the step for: fields the step sets itself, and anything ``adaptive`` refuses."""
+    from benchmark.evaluations.adaptive import AdaptiveEvaluation
+
+    reserved = [key for key in AUTO_FALLBACK_FIELDS if key in own]
+    if reserved:
+        raise SuiteError(
+            [
+                f"{source}: fallbacks.{key}: set by the automatic step per threat model "
+                "(its norm, eps, smallest subset, no white-box attack of its own); add an "
+                "'adaptive' evaluation to choose it"
+                for key in reserved
+            ]
+        )
+    probe = EvaluationSpec(
+        type="adaptive", params={**own, **AdaptiveEvaluation.auto("Linf", "8/255", None)}
+    )
+    try:
+        probe.resolved  # noqa: B018
+    except ValidationError as exc:
+        lines = format_validation_error(exc)
+        raise SuiteError([f"{source}: fallbacks.{line}" for line in lines]) from None
 
 
 def with_fallbacks(suite: Suite, source: str) -> Suite:
@@ -482,6 +542,8 @@ def with_fallbacks(suite: Suite, source: str) -> Suite:
     from benchmark.evaluations.adaptive import AdaptiveEvaluation
     from benchmark.evaluations.adversarial import ThreatParams
 
+    own = suite.fallbacks if isinstance(suite.fallbacks, dict) else {}
+    _check_fallback_params(own, source)
     groups: dict[tuple[str, float], list[tuple[EvaluationSpec, ThreatParams]]] = {}
     for spec in suite.evaluations:
         threat = spec.resolved.params
@@ -492,7 +554,6 @@ def with_fallbacks(suite: Suite, source: str) -> Suite:
         key = (threat.norm, round(parse_eps(threat.eps), 12))
         groups.setdefault(key, []).append((spec, threat))
     taken = {spec.resolved.name for spec in suite.evaluations}
-    own = suite.fallbacks if isinstance(suite.fallbacks, dict) else {}
     added: list[EvaluationSpec] = []
     for members in groups.values():
         if any(spec.type == "adaptive" for spec, _ in members):
@@ -517,7 +578,7 @@ def with_fallbacks(suite: Suite, source: str) -> Suite:
         )
     if not added:
         return suite
-    for spec in added:  # the user's part of the parameters, refused in one line if wrong
+    for spec in added:  # per threat model, e.g. an attack the norm does not support
         try:
             spec.resolved  # noqa: B018
         except ValidationError as exc:

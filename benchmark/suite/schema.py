@@ -524,6 +524,10 @@ class ClaimSpec(_Strict):
 
 
 class Suite(_Strict):
+    # The file the suite was loaded from (absolute; None when built in code): the leaderboard
+    # files record it, so a second suite file with the same name cannot overwrite them.
+    _source: str | None = PrivateAttr(None)
+
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     seed: int = Field(0, ge=0, lt=2**63, description="the run's seed (every job derives its own)")
