@@ -89,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    plan = commands.add_parser(
+        "plan",
+        help="what a run would cost: jobs cached / to run, their passes and estimated time",
+    )
+    plan.add_argument("suite", help="suite YAML file")
+    add_set_option(plan)
+    plan.add_argument(
+        "--no-timing", action="store_true", help="count passes only; time no model on the device"
+    )
+
     validate = commands.add_parser("validate", help="check suite files without running them")
     validate.add_argument("suites", nargs="+", help="suite YAML file(s)")
     add_set_option(validate)
@@ -175,6 +185,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, args.overrides)
     executor = executor_overrides(suite.executor, args)
     progress = not (args.no_progress or args.quiet)
+    if progress:  # what the run is about to cost, before it starts spending it
+        from benchmark.runner.plan import plan_lines, plan_suite
+
+        work = plan_suite(suite, measure=True)
+        if any(not w.cached for w in work):
+            lines = plan_lines(work)
+            print("plan: " + "\n".join(lines[:1] + lines[-2:]), file=sys.stderr)
     if args.quiet:
         summary = run_suite(suite, progress=progress, executor=executor, log=lambda _: None)
     else:
@@ -186,6 +203,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\n" + format_claims(summary.claims, suite.alpha))
     if not args.quiet:
         print(f"\nwritten: {', '.join(str(p) for p in summary.written)}", file=sys.stderr)
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from benchmark.runner.plan import plan_lines, plan_suite
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite, args.overrides)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    work = plan_suite(suite, measure=not args.no_timing, log=log)
+    print(f"suite '{suite.name}': " + "\n".join(plan_lines(work)))
     return 0
 
 
@@ -361,6 +389,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "train": cmd_train,
+    "plan": cmd_plan,
     "validate": cmd_validate,
     "models": cmd_models,
     "leaderboard": cmd_leaderboard,

@@ -167,3 +167,12 @@ def copy_capped(
         if on_block is not None:
             on_block(block)
     return copied
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``17 min``, ``3.5 h``: durations as a person reads them."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

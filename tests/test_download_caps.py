@@ -16,7 +16,7 @@ from models.weights import MAX_DOWNLOAD_ENV, download
 
 
 class _Endless(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+    def do_GET(self) -> None:
         self.send_response(200)
         if self.path == "/declared":
             self.send_header("Content-Length", str(10**12))

@@ -112,6 +112,12 @@ class AttackBase(ABC):
     class Params(StrictParams):
         pass
 
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        """(forward images, input-gradient images) this attack spends at most on
+        ``n_examples`` examples, for ``python -m benchmark plan``: every example surviving
+        every step (early stopping only lowers it). Default: one of each per example."""
+        return n_examples, n_examples
+
     def __init__(self, params: StrictParams | None = None) -> None:
         self.params = self.Params() if params is None else params
         # Flags the attack's own checks raised while it ran (e.g. AutoAttack's warnings);

@@ -74,6 +74,10 @@ class BPDA(Attack):
 
     params: Params
 
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        p = self.params
+        return n_examples * (p.restarts - 1), n_examples * p.steps * p.restarts
+
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         p = self.params
         declared = bpda_forward_of(ctx.model)

@@ -47,6 +47,9 @@ class Square(Attack):
 
     params: Params
 
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        return n_examples * self.params.n_queries * self.params.restarts, 0
+
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         from pyautoattack.square import SquareAttack
 
@@ -67,6 +70,30 @@ class Square(Attack):
             return attack.perturb(x, y)
 
 
+# Upper bounds of AutoAttack's passes per example at its defaults (forward, gradient): 100
+# iterations per APGD/FAB run, 9 target classes for the targeted ones, 5000 Square queries;
+# "plus" restarts its untargeted attacks 5 times, "rand" runs APGD with 20 EOT samples.
+AUTOATTACK_PASSES = {
+    "apgd-ce": (0, 100),
+    "apgd-dlr": (0, 100),
+    "apgd-t": (0, 900),
+    "fab": (0, 100),
+    "fab-t": (0, 900),
+    "square": (5000, 0),
+    "apgd-ce-plus": (0, 500),
+    "apgd-dlr-plus": (0, 500),
+    "fab-plus": (0, 500),
+    "square-plus": (25000, 0),
+    "apgd-ce-rand": (0, 2000),
+    "apgd-dlr-rand": (0, 2000),
+}
+AUTOATTACK_RUNS = {
+    "standard": ["apgd-ce", "apgd-t", "fab-t", "square"],
+    "plus": ["apgd-ce-plus", "apgd-dlr-plus", "fab-plus", "square-plus", "apgd-t", "fab-t"],
+    "rand": ["apgd-ce-rand", "apgd-dlr-rand"],
+}
+
+
 @register_attack("autoattack", "AutoAttack (Croce & Hein 2020) via the pyautoattack package")
 class AutoAttack(Attack):
     batched_internally = True
@@ -85,6 +112,13 @@ class AutoAttack(Attack):
             return self
 
     params: Params
+
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        p = self.params
+        names = AUTOATTACK_RUNS[p.version] if p.attacks_to_run is None else p.attacks_to_run
+        forward = sum(AUTOATTACK_PASSES[name][0] for name in names)
+        grad = sum(AUTOATTACK_PASSES[name][1] for name in names)
+        return n_examples * forward, n_examples * grad
 
     def build(self, ctx: AttackContext, num_classes: int) -> Any:
         from pyautoattack import AutoAttack as PackageAutoAttack
@@ -284,6 +318,14 @@ class Torchattacks(Attack):
 
     params: Params
 
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        kwargs = self.params.kwargs  # the counts torchattacks' classes name (default 10 steps)
+        steps = int(kwargs.get("steps", kwargs.get("max_iterations", 10)))
+        restarts = int(kwargs.get("n_restarts", kwargs.get("restarts", 1)))
+        if "n_queries" in kwargs:
+            return n_examples * int(kwargs["n_queries"]) * restarts, 0
+        return n_examples, n_examples * steps * restarts * int(kwargs.get("eot_iter", 1))
+
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         p = self.params
         cls = _torchattacks_class(p.attack)
@@ -319,6 +361,11 @@ class HopSkipJump(Attack):
         max_gradient_eval_steps: int = Field(1000, ge=1, le=100_000)
 
     params: Params
+
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        p = self.params  # gradient estimates (capped), plus the searches of each step
+        per_step = min(p.max_gradient_eval_steps, p.initial_gradient_eval_steps * p.steps**0.5)
+        return int(n_examples * p.steps * (per_step + 50)), 0
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         import foolbox

@@ -55,6 +55,10 @@ class CarliniWagnerL2(MinimalNormAttack):
 
     params: Params
 
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        p = self.params
+        return n_examples * p.binary_search_steps, n_examples * p.steps * p.binary_search_steps
+
     def distances(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,6 +122,9 @@ class DecoupledDirectionNormL2(MinimalNormAttack):
         alpha_end: float = Field(0.01, gt=0, description="... to this")
 
     params: Params
+
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        return n_examples, n_examples * self.params.steps
 
     def distances(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
@@ -190,6 +197,9 @@ class FastMinimumNormL2(MinimalNormAttack):
         gamma_final: float = Field(0.001, gt=0, lt=1, description="final budget change")
 
     params: Params
+
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        return n_examples, n_examples * self.params.steps
 
     def distances(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor

@@ -182,6 +182,10 @@ class PGD(Attack):
     kind = "iterative"
     version = "2"  # 2: each example's random start drawn from (seed, label, dataset index)
 
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        p = self.params
+        return n_examples * (p.restarts - 1), n_examples * p.steps * p.restarts
+
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         p = self.params
         step = parse_eps(p.step_size) if p.step_size is not None else 2.5 * ctx.eps / p.steps
@@ -208,6 +212,9 @@ class FGSM(Attack):
         loss: Literal["ce", "dlr"] = "ce"
 
     params: Params
+
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        return 0, n_examples
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         return run_pgd(

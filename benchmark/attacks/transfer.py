@@ -33,6 +33,9 @@ class Transfer(Attack):
 
     params: Params
 
+    def planned_passes(self, n_examples: int) -> tuple[int, int]:
+        return 0, n_examples * self.params.steps  # on the surrogate (planned at this cost)
+
     def perturb(self, x: torch.Tensor, y: torch.Tensor, ctx: AttackContext) -> torch.Tensor:
         p = self.params
         surrogate = ctx.surrogates.get(p.surrogate)

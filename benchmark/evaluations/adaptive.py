@@ -157,6 +157,20 @@ class AdaptiveEvaluation(AdversarialEvaluation):
         indicator fires, nothing otherwise."""
         return {"norm": norm, "eps": eps, "n_examples": n_examples, "whitebox": None}
 
+    @classmethod
+    def planned_passes(cls, params: StrictParams, n_examples: int) -> tuple[int, int]:
+        """The indicators and the attacks that always run (white-box, transfer); the
+        fallbacks run only where an indicator fires, so they count only with ``always``."""
+        p: AdaptiveParams = params  # type: ignore[assignment]
+        indicators = min(n_examples, p.indicators.n_examples)
+        forward, grad = SanityChecks.planned_passes(p.indicators, indicators)
+        forward += 2 * n_examples
+        for label, attack in cls(p).attacks():
+            if p.fallbacks == "always" or label in ("whitebox", "transfer"):
+                f, g = attack.planned_passes(n_examples)
+                forward, grad = forward + f, grad + g
+        return forward, grad
+
     def attacks(self) -> list[tuple[str, Attack]]:
         """(label, attack) in the order they may run: white-box, then the fallbacks."""
         p = self.params

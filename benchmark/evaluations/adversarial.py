@@ -436,6 +436,15 @@ class AdversarialEvaluation(Shardable, Adversarial, SuiteFigures):
     def attacks_used(cls, params: StrictParams) -> list[str]:
         return [] if cls.attack_key is None else [cls.attack_key]
 
+    @classmethod
+    def planned_passes(cls, params: StrictParams, n_examples: int) -> tuple[int, int]:
+        """Clean and final passes, plus every attack's budget on every example."""
+        forward, grad = 2 * n_examples, 0
+        for _, attack in cls(params).attacks():
+            f, g = attack.planned_passes(n_examples)
+            forward, grad = forward + f, grad + g
+        return forward, grad
+
     def examples(self, data: ArrayDataset) -> ArrayDataset:
         return data.subset(self.params.n_examples, seed=0)
 
@@ -575,6 +584,12 @@ class EpsSweepEvaluation(Adversarial, SuiteFigures):
     @classmethod
     def attacks_used(cls, params: StrictParams) -> list[str]:
         return [params.attack.type]  # type: ignore[attr-defined]
+
+    @classmethod
+    def planned_passes(cls, params: StrictParams, n_examples: int) -> tuple[int, int]:
+        p: EpsSweepEvaluation.Params = params  # type: ignore[assignment]
+        forward, grad = p.attack.build(p.norm).planned_passes(n_examples)
+        return len(p.eps) * (forward + n_examples) + n_examples, len(p.eps) * grad
 
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params

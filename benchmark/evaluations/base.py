@@ -122,6 +122,13 @@ class Evaluation(ABC):
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         """Evaluate ``model`` (already in eval mode, on ``ctx.device``) on ``data``."""
 
+    @classmethod
+    def planned_passes(cls, params: StrictParams, n_examples: int) -> tuple[int, int]:
+        """(forward images, input-gradient images) this evaluation spends at most on
+        ``n_examples`` examples (its own ``n_examples`` subset already applied), for
+        ``python -m benchmark plan``. Default: one forward pass per example."""
+        return n_examples, 0
+
     def examples(self, data: ArrayDataset) -> ArrayDataset:
         """The examples this evaluation evaluates (e.g. its seeded ``n_examples`` subset)."""
         return data

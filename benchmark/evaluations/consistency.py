@@ -64,6 +64,10 @@ class ConsistencyEvaluation(PredictionOnly):
         MetricSpec("frame_acc_pct", "%", "higher", "accuracy over all frames"),
     )
 
+    @classmethod
+    def planned_passes(cls, params: StrictParams, n_examples: int) -> tuple[int, int]:
+        return n_examples * params.frames, 0  # type: ignore[attr-defined]
+
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params
         data = data.subset(p.n_examples, seed=0)

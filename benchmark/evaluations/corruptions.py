@@ -176,6 +176,12 @@ class CorruptionsEvaluation(PredictionOnly, CrossModel, SuiteFigures):
                     ),
                 )
 
+    @classmethod
+    def planned_passes(cls, params: StrictParams, n_examples: int) -> tuple[int, int]:
+        p: CorruptionParams = params  # type: ignore[assignment]
+        sets = len(resolve_corruptions(p.corruptions)) * len(p.severities)
+        return n_examples * (1 + sets), 0  # the clean set and every corrupted one
+
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params
         n_samples = ctx.passes(p.n_samples)

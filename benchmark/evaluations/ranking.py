@@ -378,6 +378,11 @@ class RobustnessRanking(CrossModel, SuiteFigures):
                 written.append(path)
         return written
 
+    @classmethod
+    def planned_passes(cls, params: StrictParams, n_examples: int) -> tuple[int, int]:
+        forward, grad = params.attack().planned_passes(n_examples)  # type: ignore[attr-defined]
+        return 2 * n_examples + forward, grad
+
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params
         data = data.subset(p.n_examples, seed=0)

@@ -158,6 +158,14 @@ class SanityChecks(Evaluation):
     def attacks_used(cls, params: StrictParams) -> list[str]:
         return ["pgd"]  # the unbounded-attack check runs our PGD (``run_pgd``)
 
+    @classmethod
+    def planned_passes(cls, params: StrictParams, n_examples: int) -> tuple[int, int]:
+        p: SanityParams = params  # type: ignore[assignment]
+        # two passes, two finite differences, the stability draws, the unbounded attack's
+        # final and noise passes; the input gradient, the margin's, the unbounded steps
+        forward = n_examples * (4 + p.stability_draws + 2)
+        return forward, n_examples * (2 + p.unbounded_steps)
+
     def run(self, model: nn.Module, data: ArrayDataset, ctx: EvalContext) -> EvaluationResult:
         p = self.params
         data = data.subset(p.n_examples, seed=0)

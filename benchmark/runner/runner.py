@@ -42,7 +42,13 @@ from benchmark.runner.worker import SuiteData, materialize_model
 from benchmark.suite.schema import ExecutorSpec, Suite
 from benchmark.trust import Finding
 from benchmark.trust.checks import EvaluationView, TrustInputs, add_flags, run_checks
-from benchmark.utils import resolve_device, stable_hash, write_text_atomic, writing
+from benchmark.utils import (
+    format_duration,
+    resolve_device,
+    stable_hash,
+    write_text_atomic,
+    writing,
+)
 from models import MODELS
 from models.training import checkpoint_path
 
@@ -172,6 +178,7 @@ def _run_suite(
         f"suite '{suite.name}': {len(jobs)} job(s), {len(pending)} task(s) to run on {device} "
         f"({spec.kind} executor), cache {cache.root}"
     )
+    started = time.perf_counter()
     with make_executor(spec, suite, device, progress) as runner:
         for outcome in runner.run(pending):
             task = outcome.item.task
@@ -182,7 +189,10 @@ def _run_suite(
                 task.key, outcome.result, {"model": task.job.row_name, "evaluation": task.label}
             )
             summary.executed.append(task.label)
-            log(f"  [{len(summary.executed)}/{len(pending)}] {task.label}: {outcome.seconds:.1f}s")
+            done = len(summary.executed)
+            spent = time.perf_counter() - started
+            left = "" if done == len(pending) else f" (ETA {eta(spent, done, len(pending))})"
+            log(f"  [{done}/{len(pending)}] {task.label}: {outcome.seconds:.1f}s{left}")
     for job in selected:
         if job.key in shards:  # every shard is cached now: merge into the job's result
             merged = merge_shards(job, shards[job.key], cache)
@@ -392,6 +402,12 @@ def add_cross_model_columns(
         values = {row: float(v[metric]) for row, v in per_row.items() if metric in v}
         frame[column] = frame["model"].map(values).astype("float64")
     return frame
+
+
+def eta(spent: float, done: int, total: int) -> str:
+    """Time left at the mean pace so far (jobs differ in cost, so a rough guide; the plan,
+    ``python -m benchmark plan``, estimates each job from its passes)."""
+    return "~" + format_duration(spent / done * (total - done))
 
 
 def check_run_dir(suite: Suite) -> None:
