@@ -53,26 +53,31 @@ def columns_path(csv_path: str | Path) -> Path:
     return csv_path.with_name(csv_path.stem + COLUMNS_SUFFIX)
 
 
-def check_leaderboard_owner(directory: str | Path, name: str, suite_file: str | None) -> None:
-    """Refuse, in one line, to overwrite ``<directory>/<name>.*`` written by another suite
-    file that has the same ``name`` (two suites would silently replace each other's
-    leaderboard). The owner is recorded relative to the folder, so a moved or freshly cloned
-    checkout keeps it; leaderboards that record no owner, and suites built in code, pass."""
+def leaderboard_owner_conflict(
+    directory: str | Path, name: str, suite_file: str | None
+) -> str | None:
+    """A one-line warning when ``<directory>/<name>.*`` was written by another suite file
+    with the same ``name`` (the run about to write replaces that suite's leaderboard), else
+    None. The owner is recorded relative to the folder, so a moved or freshly cloned
+    checkout keeps it; leaderboards that record no owner, and suites built in code, pass.
+
+    A warning, not a refusal: variants of one suite (a copied file with one setting changed)
+    are a common way to work; what must not happen is replacing another suite's files
+    without a word."""
     if suite_file is None:
-        return
+        return None
     directory = Path(directory)
     try:
         owner = json.loads(columns_path(directory / f"{name}.csv").read_text())["suite_file"]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return
-    if not isinstance(owner, str):
-        return
-    if (directory / owner).resolve() != Path(suite_file).resolve():
-        raise BenchmarkError(
-            f"leaderboard_dir '{directory}': {name}.csv is the leaderboard of suite file "
-            f"{directory / owner}; {suite_file} has the same name '{name}' and would overwrite "
-            "it: rename one of the suites or give this one its own leaderboard_dir"
-        )
+        return None
+    if not isinstance(owner, str) or (directory / owner).resolve() == Path(suite_file).resolve():
+        return None
+    return (
+        f"warning: leaderboard_dir '{directory}': {name}.csv is the leaderboard of suite file "
+        f"{os.path.normpath(directory / owner)}; {suite_file} has the same name '{name}' and "
+        "replaces it (rename one of the suites or give each its own leaderboard_dir to keep both)"
+    )
 
 
 def write_leaderboard(
@@ -88,10 +93,9 @@ def write_leaderboard(
     declarations go first: a CSV is never newer than the declarations of its columns.
     ``markdown``: the Markdown file's text (default: the whole table); ``headline``: the
     columns of the headline table, listed in the declarations file; ``suite_file``: the
-    suite written from, recorded (relative to ``directory``) and checked against the owner
-    of existing files (:func:`check_leaderboard_owner`)."""
+    suite written from, recorded (relative to ``directory``; see
+    :func:`leaderboard_owner_conflict`)."""
     directory = Path(directory)
-    check_leaderboard_owner(directory, name, suite_file)
     csv_path, md_path = directory / f"{name}.csv", directory / f"{name}.md"
     declared = {c: s for c, s in (columns or {}).items() if c in frame.columns}
     json_path = columns_path(csv_path)

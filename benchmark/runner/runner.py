@@ -26,8 +26,8 @@ from benchmark.claims import ClaimResult, check_claims, write_claims
 from benchmark.errors import BenchmarkError
 from benchmark.evaluations.capabilities import CrossModel, SuiteFigures
 from benchmark.leaderboard import (
-    check_leaderboard_owner,
     leaderboard_column_spec,
+    leaderboard_owner_conflict,
     write_leaderboard,
 )
 from benchmark.metrics.specs import MetricSpec, undeclared
@@ -165,7 +165,9 @@ def _run_suite(
     torch.use_deterministic_algorithms(True, warn_only=True)
     if write:
         check_run_dir(suite)  # before any job runs: the outputs would overwrite another's
-        check_leaderboard_owner(suite.leaderboard_dir, suite.name, suite._source)
+        conflict = leaderboard_owner_conflict(suite.leaderboard_dir, suite.name, suite._source)
+        if conflict:
+            log(conflict)
     cache = ResultCache(suite.cache_root)
     jobs = expand_jobs(suite, device.type)
     summary = RunSummary(leaderboard=pd.DataFrame())
