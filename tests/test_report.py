@@ -118,3 +118,39 @@ def test_report_in_headless_chromium(report_run, tmp_path):
         assert external == []
     finally:
         browser.close()
+
+
+def test_clean_vs_robust_scatter_per_threat_model():
+    """RobustBench's figure: one point per row with a headline number, flagged rows hollow,
+    rows without the number left out; one figure per headline threat model."""
+    import math
+
+    import pandas as pd
+
+    from benchmark.plots.robustness_scatter import robustness_scatter, threat_prefixes
+    from benchmark.report.build import scatter_figures
+
+    frame = pd.DataFrame(
+        {
+            "model": ["robust", "masked", "clean_only"],
+            "flags": ["", "degenerate_gradients", ""],
+            "linf_8/255_robust_acc_pct": [40.0, 80.0, math.nan],
+            "linf_8/255_robust_acc_pct_ci_low": [30.0, 70.0, math.nan],
+            "linf_8/255_robust_acc_pct_ci_high": [50.0, 88.0, math.nan],
+            "linf_8/255_subset_clean_acc_pct": [70.0, 85.0, math.nan],
+            "clean_acc_pct": [71.0, 86.0, 90.0],
+        }
+    )
+    assert threat_prefixes(frame) == ["linf_8/255"]
+    figure = robustness_scatter(frame, "linf_8/255")
+    assert figure is not None
+    (ax,) = figure.axes
+    assert len(ax.containers) == 2  # two rows with numbers; the third has none
+    labels = [text.get_text() for text in ax.texts]
+    assert labels == ["robust", "masked (flagged)"]
+    faces = [container.lines[0].get_markerfacecolor() for container in ax.containers]
+    assert faces[1] == "none" and faces[0] != "none"
+    (drawn,) = scatter_figures(frame)
+    assert drawn.title == "linf_8/255: clean vs robust accuracy"
+    assert drawn.uri.startswith("data:image/png;base64,")
+    assert robustness_scatter(frame.iloc[2:], "linf_8/255") is None

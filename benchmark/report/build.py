@@ -14,7 +14,8 @@ import pandas as pd
 from benchmark.claims import ClaimResult
 from benchmark.leaderboard import FLAG_MARK, flagged_rows, is_robustness_column
 from benchmark.metrics.specs import MetricSpec
-from benchmark.report.figures import eps_curve_uri, reliability_uri, severity_uris
+from benchmark.plots.robustness_scatter import robustness_scatter, threat_prefixes
+from benchmark.report.figures import eps_curve_uri, figure_uri, reliability_uri, severity_uris
 from benchmark.results import CorruptionSummary
 from benchmark.runner.cache import ResultCache
 from benchmark.runner.jobs import Job
@@ -191,6 +192,16 @@ def suite_figures(inputs: TrustInputs | None) -> list[Figure]:
     return figures
 
 
+def scatter_figures(frame: pd.DataFrame) -> list[Figure]:
+    """RobustBench's figure per headline threat model: clean vs robust accuracy per model."""
+    figures = []
+    for prefix in threat_prefixes(frame):
+        drawn = robustness_scatter(frame, prefix)
+        if drawn is not None:
+            figures.append(Figure(f"{prefix}: clean vs robust accuracy", figure_uri(drawn)))
+    return figures
+
+
 def render_report(context: dict[str, Any]) -> str:
     """Render ``template.html.j2`` (autoescaped) with ``context``."""
     import jinja2
@@ -227,7 +238,7 @@ def build_report(
             "flag_explanations": {flag: FLAG_EXPLANATIONS.get(flag, "") for flag in used},
             "all_flags": dict(sorted(FLAG_EXPLANATIONS.items())),
             "sections": model_sections(suite, jobs, cache, frame, findings, inputs),
-            "suite_figures": suite_figures(inputs),
+            "suite_figures": scatter_figures(frame) + suite_figures(inputs),
             "claims": list(claims),
         }
     )
