@@ -1,6 +1,6 @@
 """Datasets: the registry plus the built-in loaders (importing this module registers them)."""
 
-from benchmark.datasets import cifar10, digits, mnist
+from benchmark.datasets import cifar10, cifar100, digits, mnist
 from benchmark.datasets.base import (
     DATASETS,
     ArrayDataset,
@@ -16,6 +16,7 @@ __all__ = [
     "DataInfo",
     "DatasetOptions",
     "cifar10",
+    "cifar100",
     "digits",
     "load_dataset",
     "mnist",

@@ -72,6 +72,17 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    return read_cifar_pickle(path, b"labels", 10, "CIFAR-10")
+
+
+def read_cifar_pickle(
+    path: Path, label_key: bytes, n_classes: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(images N x 3 x 32 x 32 uint8, labels) of one official CIFAR python pickle, read
+    without running code; the labels under ``label_key`` must be integers in
+    0..``n_classes - 1`` (CIFAR-10's ``labels``, CIFAR-100's ``fine_labels`` /
+    ``coarse_labels``)."""
+    top = n_classes - 1
     try:
         with open(path, "rb") as handle:
             batch = _ArrayOnlyUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
@@ -85,21 +96,21 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 f"with range {raw.min(initial=0)}..{raw.max(initial=0)}"
             )
         data = raw.astype(np.uint8)
-        raw_labels = np.asarray(batch[b"labels"])
+        raw_labels = np.asarray(batch[label_key])
         # a float label such as 3.7 cast to int64 would silently become class 3
         if raw_labels.dtype.kind not in "iu":
             raise BenchmarkError(
-                f"{path}: labels must be integers 0..9 (the 10 CIFAR-10 classes), got dtype "
-                f"{raw_labels.dtype}"
+                f"{path}: labels must be integers 0..{top} (the {n_classes} {what} classes), "
+                f"got dtype {raw_labels.dtype}"
             )
         labels = raw_labels.astype(np.int64)
     except (pickle.UnpicklingError, KeyError, TypeError, EOFError, ValueError) as exc:
-        raise BenchmarkError(f"{path}: not a valid CIFAR-10 batch file ({exc})") from None
+        raise BenchmarkError(f"{path}: not a valid {what} batch file ({exc})") from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
         raise BenchmarkError(f"{path}: expected data of shape (N, 3072), got {data.shape}")
-    if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+    if labels.min(initial=0) < 0 or labels.max(initial=0) > top:
         raise BenchmarkError(
-            f"{path}: labels must lie in 0..9 (the 10 CIFAR-10 classes), got "
+            f"{path}: labels must lie in 0..{top} (the {n_classes} {what} classes), got "
             f"{labels.min()}..{labels.max()}"
         )
     return data.reshape(-1, 3, 32, 32), labels
