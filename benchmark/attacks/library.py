@@ -98,6 +98,7 @@ AUTOATTACK_RUNS = {
 class AutoAttack(Attack):
     batched_internally = True
     kind = "ensemble"
+    norms = ("Linf", "L2", "L1")  # L1: APGD with its sparse L1 step (pyautoattack)
     # of this wrapper (Params.version is AutoAttack's own); 2: its warnings become flags
     version = "2"
 

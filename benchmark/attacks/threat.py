@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 import torch
 from pydantic import BeforeValidator
 
-Norm = Literal["Linf", "L2"]
+# L1: AutoAttack's APGD-L1 (the only attack here with a sparse L1 step); others refuse it.
+Norm = Literal["Linf", "L2", "L1"]
 
 
 def parse_eps(value: object) -> float:
@@ -65,6 +66,8 @@ def perturbation_norm(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
     flat = delta.flatten(1)
     if norm == "Linf":
         return flat.abs().amax(1) if flat.shape[1] else torch.zeros(len(flat))
+    if norm == "L1":
+        return flat.abs().sum(1)
     return flat.norm(p=2, dim=1)
 
 
@@ -72,6 +75,8 @@ def project(delta: torch.Tensor, norm: Norm, eps: float) -> torch.Tensor:
     """Project each example's perturbation onto the eps-ball of ``norm``."""
     if norm == "Linf":
         return delta.clamp(-eps, eps)
+    if norm == "L1":  # no attack of ours steps in L1 (their norms say so; checked at load)
+        raise ValueError("projection onto the L1 ball is not implemented")
     norms = perturbation_norm(delta, norm).clamp_min(1e-12)
     factor = (eps / norms).clamp(max=1.0)
     return delta * factor.view(-1, *([1] * (delta.ndim - 1)))

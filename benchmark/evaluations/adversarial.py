@@ -83,8 +83,15 @@ class ThreatParams(StrictParams):
 
     @model_validator(mode="after")
     def _nested_attacks_support_the_norm(self) -> ThreatParams:
-        """Every nested attack spec (``attacks``, ``attack``, ``adaptive``'s fallbacks) must
-        support this threat model's norm: refused at load, not when its job runs."""
+        """Every nested attack spec (``attacks``, ``attack``, ``adaptive``'s fallbacks), and
+        the attack of a single-attack evaluation, must support this threat model's norm:
+        refused at load, not when its job runs."""
+        own = getattr(type(self), "attack_key", None)
+        if isinstance(own, str) and self.norm not in ATTACKS.get(own).extras["norms"]:
+            norms = ", ".join(ATTACKS.get(own).extras["norms"])
+            raise ValueError(
+                f"norm: attack '{own}' does not support {self.norm} (it supports {norms})"
+            )
         for name in type(self).model_fields:
             value = getattr(self, name)
             specs = value if isinstance(value, list) else [value]
@@ -511,7 +518,12 @@ def _register_single_attack_evaluations() -> None:
     for entry in ATTACKS:
         if entry.key in EVALUATIONS or entry.extras["family"] != "fixed-eps":
             continue
-        params = type(f"{entry.key}_evaluation_params", (ThreatParams, entry.params_model), {})
+        params = type(
+            f"{entry.key}_evaluation_params",
+            (ThreatParams, entry.params_model),
+            # a class attribute, not a field: the norm is checked against its attack's norms
+            {"attack_key": entry.key, "__annotations__": {"attack_key": ClassVar[str]}},
+        )
         cls = cast(
             type[AdversarialEvaluation],
             type(
