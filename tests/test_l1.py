@@ -46,7 +46,7 @@ def test_attacks_without_an_l1_step_refuse_it_at_load(tmp_path, write_suite):
         {"type": "attacks", "params": {"norm": "L1", "eps": 1.0, "attacks": [{"type": "fgsm"}]}},
     ):
         suite = tiny_suite(tmp_path, evaluations=[evaluation])
-        with pytest.raises(BenchmarkError, match="does not support (norm )?L1"):
+        with pytest.raises(BenchmarkError, match=r"does not support (norm )?L1"):
             load_suite(write_suite(suite))
 
 

@@ -202,6 +202,44 @@ class ProcessExecutor(Executor):
         self._pool = None
 
 
+RAY_TIMEOUT_ENV = "BENCHMARK_RAY_CONNECT_TIMEOUT"
+RAY_CONNECT_TIMEOUT_S = 60.0
+
+
+def ray_connect_timeout() -> float:
+    """Seconds to wait for ``ray.init`` (``$BENCHMARK_RAY_CONNECT_TIMEOUT`` overrides): an
+    unreachable ``ray_address`` otherwise retries for minutes, printing warnings."""
+    value = os.environ.get(RAY_TIMEOUT_ENV, "")
+    try:
+        seconds = float(value) if value else RAY_CONNECT_TIMEOUT_S
+    except ValueError:
+        raise BenchmarkError(f"${RAY_TIMEOUT_ENV}: expected seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise BenchmarkError(f"${RAY_TIMEOUT_ENV}: expected a positive number, got {value!r}")
+    return seconds
+
+
+def _call_bounded(call: Callable[[], object], seconds: float) -> BaseException | None:
+    """Run ``call`` in a daemon thread; its exception, a ``TimeoutError`` when it has not
+    returned after ``seconds`` (the thread is left behind: the run ends with an error), or
+    None."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True, name="ray-connect")
+    thread.start()
+    thread.join(seconds)
+    if not outcome:
+        return TimeoutError(f"not done after {seconds} s")
+    return outcome[0]
+
+
 @register_executor("ray", "each job a Ray task (local Ray, or a cluster via ray_address)")
 class RayExecutor(Executor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -228,11 +266,17 @@ class RayExecutor(Executor):
             root = str(Path(__file__).resolve().parents[2])
             paths = [root, os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
             os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
-        try:
-            ray.init(**options)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = self.spec.ray_address or "a local Ray instance"
-            raise BenchmarkError(f"executor 'ray': cannot start/connect {where}: {exc}") from None
+        where = self.spec.ray_address or "a local Ray instance"
+        error = _call_bounded(lambda: ray.init(**options), ray_connect_timeout())
+        if isinstance(error, TimeoutError):
+            raise BenchmarkError(
+                f"executor 'ray': no connection to {where} within {ray_connect_timeout():g} s "
+                f"(unreachable address? ${RAY_TIMEOUT_ENV} sets the wait)"
+            )
+        if isinstance(error, ConnectionError | RuntimeError | ValueError):
+            raise BenchmarkError(f"executor 'ray': cannot start/connect {where}: {error}")
+        if error is not None:
+            raise error
         self._started = True
 
     def run(self, tasks: Sequence[Task]) -> Iterator[WorkOutcome]:
