@@ -2,14 +2,15 @@
 
     python -m benchmarks.incomplete_optimization [--data ../shared/data] [--n 200]
 
-Runs the ``pgd`` evaluation (the harness's own path, loss traces included) on the real
+Runs the ``pgd`` evaluation (the harness's own path, margin traces included) on the real
 standard ResNet-20 and the real adversarially trained resnet4b of ``../shared/data``, on the
 first ``--n`` images of the seed-0 CIFAR-10 test subset, once with PGD's default step size
 (2.5 eps / steps: a converged attack, which must raise nothing) and once with a step size far
-too small for its steps (an attack that stops while its loss still climbs, which must raise
-``incomplete_optimization``). Prints and writes
+too small for its steps (an attack that stops while still making progress, which should
+raise ``incomplete_optimization``). Prints and writes
 ``benchmarks/results/incomplete_optimization.md``: per setting, the robust examples with a
-loss trace, how many of them were still rising, and whether the flag was raised.
+trace, how many of them were unfinished (margin still falling, on course to cross zero), and
+whether the flag was raised.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def main() -> None:
     lines = [
         f"# Incomplete-optimization indicator on real checkpoints ({args.n} CIFAR-10 test images)",
         "",
-        "| model | PGD setting | robust acc % | traced robust | still rising | rising % | flag |",
+        "| model | PGD setting | robust acc % | traced robust | unfinished | unfinished % | flag |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for key in CHECKPOINTS:

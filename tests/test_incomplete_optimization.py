@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchmark.attacks.base import AttackContext, LossTraces
+from benchmark.attacks.losses import logit_margin
 from benchmark.attacks.pgd import run_pgd
 from benchmark.evaluations import EVALUATIONS, EvalContext
 from benchmark.trust.optimization import (
@@ -24,17 +25,21 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 STEPS = torch.arange(20, dtype=torch.float32)
 
 
-def test_a_straight_line_is_rising_and_a_saturated_curve_is_not():
+def test_unfinished_means_still_descending_and_on_course_to_cross_zero():
+    """Margin traces (negative = misclassified): a straight descent that would reach zero
+    within as many steps again is unfinished; one that has flattened out, one far from zero,
+    a flat one and one that stopped early are not."""
     traces = torch.stack(
         [
-            0.5 + 0.1 * STEPS,  # still climbing at the same rate: unfinished
-            2.0 - 1.5 * torch.exp(-STEPS / 2),  # flattened out long before the end
-            torch.full_like(STEPS, 0.7),  # no gain at all (the gradient checks' business)
-            0.5 + 0.1 * STEPS - 0.05 * (STEPS % 2),  # zig-zag, but its best keeps rising
-            torch.cat([0.1 * STEPS[:10], torch.full((10,), float("nan"))]),  # stopped early
+            1.5 - 0.05 * STEPS,  # ends at 0.55, falling 0.05 a step: below 0 in 11 more
+            0.5 + 1.5 * torch.exp(-STEPS / 2),  # flattened out long before the end
+            10.0 - 0.01 * STEPS,  # still falling, but 20 more steps leave it near 9.6
+            torch.full_like(STEPS, 0.7),  # no progress at all (the gradient checks' business)
+            1.5 - 0.05 * STEPS + 0.03 * (STEPS % 2),  # zig-zag, but its best keeps falling
+            torch.cat([1.0 - 0.1 * STEPS[:10], torch.full((10,), float("nan"))]),  # stopped
         ]
     )
-    assert still_rising(traces).tolist() == [True, False, False, True, False]
+    assert still_rising(traces).tolist() == [True, False, False, False, True, False]
     # a one-step attack (FGSM) has no end to speak of
     assert not still_rising(traces[:, :1]).any()
 
@@ -83,12 +88,13 @@ def test_pgd_records_one_trace_row_per_example(trained):
     assert traces.values is not None and traces.values.shape == (32, 7)
     with torch.no_grad():
         robust = model(x_adv).argmax(1) == y
-        first = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+        first = logit_margin(model(x), y)
     # every example that was never misclassified took every step; the first entry is the
-    # loss at the clean image (no random start)
+    # margin at the clean image (no random start)
     complete = ~torch.isnan(traces.values).any(1)
     assert complete[robust].all()
     torch.testing.assert_close(traces.values[:, 0], first)
+    assert (traces.values[robust] > 0).all()  # robust: never misclassified on the way
 
 
 def pgd(model, data, **params):

@@ -35,12 +35,14 @@ AttackFamily = Literal["fixed-eps", "minimal-norm"]
 
 @dataclass
 class LossTraces:
-    """Where an attack that follows a loss writes it down: the objective of every example of
-    one call at every step (rows: the call's examples; NaN where an example took no step,
-    e.g. after early stopping). With restarts, an example's row holds its last restart.
+    """Where an attack that follows a loss writes down how each example of one call fared at
+    every step: its logit margin ``z_y - max_{k != y} z_k`` at the iterate the step starts
+    from (rows: the call's examples; NaN where an example took no step, e.g. after early
+    stopping). With restarts, an example's row holds its last restart.
 
-    Why: the incomplete-optimization indicator (:mod:`benchmark.trust.optimization`) asks
-    whether an example the attack left robust still had a rising loss when the steps ran out.
+    Why the margin and not the attack's own loss: the margin is what decides success
+    (negative = misclassified) whatever the loss, so the incomplete-optimization indicator
+    (:mod:`benchmark.trust.optimization`) can ask whether more steps would reach zero.
     """
 
     values: torch.Tensor | None = None
@@ -48,9 +50,9 @@ class LossTraces:
     def start(self, n_examples: int, steps: int) -> None:
         self.values = torch.full((n_examples, steps), float("nan"))
 
-    def record(self, step: int, rows: torch.Tensor, losses: torch.Tensor) -> None:
+    def record(self, step: int, rows: torch.Tensor, margins: torch.Tensor) -> None:
         assert self.values is not None, "start() first"
-        self.values[rows.cpu(), step] = losses.detach().float().cpu()
+        self.values[rows.cpu(), step] = margins.detach().float().cpu()
 
 
 @dataclass
@@ -73,8 +75,8 @@ class AttackContext:
     label: str = ""
     # Other rows' models a transfer attack crafts on (name -> model), from the runner.
     surrogates: dict[str, nn.Module] = field(default_factory=dict)
-    # Set by the evaluation to collect per-example loss traces; attacks that follow a loss
-    # (:func:`benchmark.attacks.pgd.run_pgd`) fill it, others leave it empty.
+    # Set by the evaluation to collect per-example margin traces; attacks that follow a
+    # gradient step by step (:func:`benchmark.attacks.pgd.run_pgd`) fill it, others do not.
     loss_traces: LossTraces | None = None
 
 

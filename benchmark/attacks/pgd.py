@@ -22,7 +22,7 @@ from benchmark.attacks.base import (
     frozen_parameters,
     register_attack,
 )
-from benchmark.attacks.losses import LOSSES
+from benchmark.attacks.losses import LOSSES, logit_margin
 from benchmark.attacks.threat import EpsField, Norm, parse_eps, perturbation_norm, project
 
 
@@ -147,9 +147,9 @@ def run_pgd(
                 else:  # every example takes every step: no gathers or scatters
                     xa, ya, xa0, ta = x_adv, y0, x0, t0
                 grad, logits = input_gradient(ctx, xa, ya, ta, loss)
-                if traces is not None:  # the objective at the iterate this step starts from
+                if traces is not None:  # the margin at the iterate this step starts from
                     rows = todo[active] if early_stop else todo
-                    traces.record(step, rows, LOSSES[loss](logits, ya, ta))
+                    traces.record(step, rows, logit_margin(logits, ya))
                 if early_stop:
                     hit = logits.argmax(1) != ya
                     done[active[hit]] = True
