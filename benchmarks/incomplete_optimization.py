@@ -83,12 +83,12 @@ def main() -> None:
         for label, params in SETTINGS:
             result = entry.obj(entry.params_model.model_validate(params)).run(model, data, ctx)
             counts = result.extras["loss_traces"]["pgd"]
-            traced, rising = counts["traced"], counts["rising"]
-            pct = f"{100 * rising / traced:.0f}" if traced else "-"
+            traced, unfinished = counts["traced"], counts["unfinished"]
+            pct = f"{100 * unfinished / traced:.0f}" if traced else "-"
             flag = "raised" if "incomplete_optimization" in result.extras.get("flags", []) else ""
             line = (
                 f"| {key} | {label} | {result.metrics['robust_acc_pct']:.1f} | {traced} | "
-                f"{rising} | {pct} | {flag} |"
+                f"{unfinished} | {pct} | {flag} |"
             )
             print(line, flush=True)
             lines.append(line)

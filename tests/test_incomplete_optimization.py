@@ -15,9 +15,9 @@ from benchmark.attacks.pgd import run_pgd
 from benchmark.evaluations import EVALUATIONS, EvalContext
 from benchmark.trust.optimization import (
     INCOMPLETE_OPTIMIZATION,
-    MIN_RISING,
+    MIN_UNFINISHED,
     incomplete_optimization,
-    still_rising,
+    unfinished,
 )
 
 CPU = torch.device("cpu")
@@ -39,22 +39,24 @@ def test_unfinished_means_still_descending_and_on_course_to_cross_zero():
             torch.cat([1.0 - 0.1 * STEPS[:10], torch.full((10,), float("nan"))]),  # stopped
         ]
     )
-    assert still_rising(traces).tolist() == [True, False, False, False, True, False]
+    assert unfinished(traces).tolist() == [True, False, False, False, True, False]
     # a one-step attack (FGSM) has no end to speak of
-    assert not still_rising(traces[:, :1]).any()
+    assert not unfinished(traces[:, :1]).any()
 
 
 def test_the_flag_needs_most_robust_examples_and_a_few_of_them():
     assert incomplete_optimization({}) is None
-    assert incomplete_optimization({"pgd": {"traced": 0, "rising": 0}}) is None
-    few = incomplete_optimization({"pgd": {"traced": MIN_RISING - 1, "rising": MIN_RISING - 1}})
-    assert few is not None and not few["failed"]
-    some = incomplete_optimization({"pgd": {"traced": 100, "rising": 20}})
-    assert some is not None and not some["failed"] and some["pgd_rising_pct"] == 20
-    most = incomplete_optimization(
-        {"a": {"traced": 10, "rising": 0}, "b": {"traced": 10, "rising": 9}}
+    assert incomplete_optimization({"pgd": {"traced": 0, "unfinished": 0}}) is None
+    few = incomplete_optimization(
+        {"pgd": {"traced": MIN_UNFINISHED - 1, "unfinished": MIN_UNFINISHED - 1}}
     )
-    assert most is not None and most["failed"] and most["b_rising"] == 9
+    assert few is not None and not few["failed"]
+    some = incomplete_optimization({"pgd": {"traced": 100, "unfinished": 20}})
+    assert some is not None and not some["failed"] and some["pgd_unfinished_pct"] == 20
+    most = incomplete_optimization(
+        {"a": {"traced": 10, "unfinished": 0}, "b": {"traced": 10, "unfinished": 9}}
+    )
+    assert most is not None and most["failed"] and most["b_unfinished"] == 9
 
 
 def test_pgd_records_one_trace_row_per_example(trained):
@@ -109,7 +111,7 @@ def test_a_step_size_far_too_small_is_flagged_and_the_default_is_not(trained):
     weak = pgd(model, data, steps=20, step_size=0.0005)
     assert INCOMPLETE_OPTIMIZATION in weak.extras["flags"]
     numbers = weak.extras["checks"][INCOMPLETE_OPTIMIZATION]
-    assert numbers["failed"] and numbers["pgd_rising_pct"] >= 50
+    assert numbers["failed"] and numbers["pgd_unfinished_pct"] >= 50
     converged = pgd(model, data, steps=20)
     assert INCOMPLETE_OPTIMIZATION not in converged.extras.get("flags", [])
     # the weak attack left more robust (what the flag warns about)
@@ -123,7 +125,7 @@ def test_randomized_models_are_not_traced(trained):
     params = {"eps": 0.1, "n_examples": 20, "steps": 10, "step_size": 0.0005, "n_samples": 2}
     spec = entry.params_model.model_validate({**params, "eot_samples": 2})
     result = entry.obj(spec).run(model, data, ctx)
-    assert result.extras["loss_traces"]["pgd"] == {"traced": 0, "rising": 0}
+    assert result.extras["loss_traces"]["pgd"] == {"traced": 0, "unfinished": 0}
     assert INCOMPLETE_OPTIMIZATION not in result.extras.get("flags", [])
 
 

@@ -45,7 +45,7 @@ from benchmark.metrics.specs import MetricSpec
 from benchmark.registry import Entry, StrictParams, format_validation_error
 from benchmark.trust.optimization import (
     INCOMPLETE_OPTIMIZATION,
-    count_rising,
+    count_unfinished,
     incomplete_optimization,
 )
 from benchmark.utils import derive_seed
@@ -193,9 +193,9 @@ def _sum_traced(parts: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, i
     total: dict[str, dict[str, int]] = {}
     for part in parts:
         for label, count in part.items():
-            into = total.setdefault(label, {"traced": 0, "rising": 0})
+            into = total.setdefault(label, {"traced": 0, "unfinished": 0})
             into["traced"] += count["traced"]
-            into["rising"] += count["rising"]
+            into["unfinished"] += count["unfinished"]
     return total
 
 
@@ -263,7 +263,7 @@ def worst_case(
         )
     invalid = torch.zeros(len(data), dtype=torch.bool)
     after: dict[str, torch.Tensor] = {}
-    # per attack: examples it left robust with a loss trace, and how many were still rising
+    # per attack: examples it left robust with a margin trace, and how many were unfinished
     traced: dict[str, dict[str, int]] = {}
     traces = LossTraces()
     generator = torch.Generator().manual_seed(ctx.seed % (2**63))
@@ -282,7 +282,7 @@ def worst_case(
         loss_traces=None if randomized else traces,
     )
     for label, attack in attacks:
-        counts = traced.setdefault(label, {"traced": 0, "rising": 0})
+        counts = traced.setdefault(label, {"traced": 0, "unfinished": 0})
         for block, chunk in tqdm(
             _attack_calls(clean_correct, robust, offset, bs),
             desc=label,
@@ -305,9 +305,9 @@ def worst_case(
                 )
                 robust[chunk[fooled]] = False
                 x_best[chunk[fooled]] = x_adv[fooled.to(ctx.device)].cpu()
-            n_traced, n_rising = count_rising(traces.values, live & ~fooled)
+            n_traced, n_unfinished = count_unfinished(traces.values, live & ~fooled)
             counts["traced"] += n_traced
-            counts["rising"] += n_rising
+            counts["unfinished"] += n_unfinished
         after[label] = robust.clone()
     if invalid.any():
         log.warning(
@@ -396,7 +396,7 @@ def _extras(data: ArrayDataset, outcome: dict[str, Any], randomized: bool) -> di
         "n_clean_correct": int(outcome["clean_correct"].sum()),
         "n_invalid": int(outcome["invalid"].sum()),
         "randomized": randomized,
-        # per attack: robust examples with a loss trace / still rising at the last step
+        # per attack: robust examples with a margin trace / unfinished at the last step
         "loss_traces": outcome["traced"],
     }
     if outcome["checks"]:

@@ -130,7 +130,10 @@ def plan_suite(
         members = suite.ensemble_members(spec) or [spec]
         specs[spec.row_name] = members[0]
         members_of[spec.row_name] = len(members)
-        for member in members:
+        # what this row trains itself: a seeds ensemble one checkpoint per member; an
+        # ensemble of other rows nothing (those rows plan their own trainings)
+        trained = spec.members() or [spec]
+        for member in trained:
             if member.training is None:
                 continue
             training = training_job(member, suite)
@@ -139,7 +142,7 @@ def plan_suite(
             epochs = int(getattr(params, "epochs", 1))
             per_image = passes_per_image(params)
             n_train = len(data.split("train"))
-            label = f"train {spec.row_name}" + (f" ({member.row_name})" if len(members) > 1 else "")
+            label = f"train {spec.row_name}" + (f" ({member.row_name})" if len(trained) > 1 else "")
             work.append(
                 PlannedWork(
                     "train",

@@ -45,13 +45,13 @@ INCOMPLETE_OPTIMIZATION = register_flag(
 
 LATE_FRACTION = 0.1  # the last 10 % of the steps (at least one)
 MIN_SLOPE_RATIO = 0.8  # late slope / mean slope of a still-descending trace (straight line: 1)
-MIN_RISING_PCT = 50.0  # of the traced robust examples
-MIN_RISING = 5  # and at least this many
+MIN_UNFINISHED_PCT = 50.0  # of the traced robust examples
+MIN_UNFINISHED = 5  # and at least this many
 MIN_STEPS = 5  # shorter traces have no "end" to speak of (FGSM: one step)
 HORIZON = 10  # "more steps": this many times the attack's steps again, at the late slope
 
 
-def still_rising(traces: torch.Tensor) -> torch.Tensor:
+def unfinished(traces: torch.Tensor) -> torch.Tensor:
     """Which rows (complete margin traces of ``steps`` values) are unfinished: the best
     margin still descending at the end at close to its mean rate, and on course to cross
     zero within ``HORIZON`` times as many steps again. A trace with no progress at all (a
@@ -73,35 +73,35 @@ def still_rising(traces: torch.Tensor) -> torch.Tensor:
     return complete & progressed & (ratio >= MIN_SLOPE_RATIO) & crosses
 
 
-def count_rising(traces: torch.Tensor | None, robust: torch.Tensor) -> tuple[int, int]:
-    """(traced, rising) among the ``robust`` rows of one attack call's traces; (0, 0) when the
+def count_unfinished(traces: torch.Tensor | None, robust: torch.Tensor) -> tuple[int, int]:
+    """(traced, unfinished) among the ``robust`` rows of one attack call's traces; (0, 0) when the
     attack recorded none."""
     if traces is None or traces.shape[1] < MIN_STEPS or len(traces) != len(robust):
         return 0, 0  # no trace, too short, or not one row per example of the call
     robust = robust.cpu()
     complete = ~torch.isnan(traces).any(1) & robust
-    return int(complete.sum()), int((still_rising(traces) & robust).sum())
+    return int(complete.sum()), int((unfinished(traces) & robust).sum())
 
 
 def incomplete_optimization(counts: dict[str, dict[str, int]]) -> dict[str, Any] | None:
-    """The check's numbers from per-attack ``{"traced": n, "rising": k}`` counts; None when
+    """The check's numbers from per-attack ``{"traced": n, "unfinished": k}`` counts; None when
     no attack recorded a trace of an example it left robust."""
     numbers: dict[str, Any] = {}
     failed = False
     for label, count in counts.items():
-        traced, rising = count["traced"], count["rising"]
+        traced, unfinished = count["traced"], count["unfinished"]
         if not traced:
             continue
-        pct = 100.0 * rising / traced
-        attack_failed = rising >= MIN_RISING and pct >= MIN_RISING_PCT
+        pct = 100.0 * unfinished / traced
+        attack_failed = unfinished >= MIN_UNFINISHED and pct >= MIN_UNFINISHED_PCT
         failed |= attack_failed
-        numbers |= {f"{label}_traced": traced, f"{label}_rising": rising}
-        numbers[f"{label}_rising_pct"] = pct
+        numbers |= {f"{label}_traced": traced, f"{label}_unfinished": unfinished}
+        numbers[f"{label}_unfinished_pct"] = pct
     if not numbers:
         return None
     return {
         **numbers,
         "min_slope_ratio": MIN_SLOPE_RATIO,
-        "min_rising_pct": MIN_RISING_PCT,
+        "min_unfinished_pct": MIN_UNFINISHED_PCT,
         "failed": failed,
     }
