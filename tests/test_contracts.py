@@ -43,6 +43,7 @@ from benchmark.utils import seed_everything
 
 CPU = torch.device("cpu")
 EPS = {"Linf": 0.1, "L2": 0.5}
+L1_EPS = 4.0  # AutoAttack's norm only (APGD's sparse L1 step)
 TOLERANCE = (1e-5, 1e-6)  # relative, absolute: float32 rounding of x + delta
 SEED = 11
 SURROGATE = "self"  # the surrogate row name transfer attacks are given in these contracts
@@ -55,7 +56,7 @@ FIXED_EPS_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "fgsm": {"Linf": {}, "L2": {}},
     "square": {"Linf": {"n_queries": 20}, "L2": {"n_queries": 20}},
     "autoattack": {
-        norm: {"version": "custom", "attacks_to_run": ["apgd-ce"]} for norm in ("Linf", "L2")
+        norm: {"version": "custom", "attacks_to_run": ["apgd-ce"]} for norm in ("Linf", "L2", "L1")
     },
     "hopskipjump": {norm: {"steps": 2, "initial_gradient_eval_steps": 10} for norm in EPS},
     "transfer": {norm: {"surrogate": SURROGATE, "steps": 2} for norm in EPS},
@@ -248,7 +249,7 @@ def _context(model: nn.Module, norm: str, eps: float) -> AttackContext:
 FIXED_EPS_CASES = [
     (key, norm)
     for key in _cases(_attack_keys("fixed-eps"), FIXED_EPS_PARAMS)
-    for norm in ("Linf", "L2")
+    for norm in ("Linf", "L2", "L1")
 ]
 
 
@@ -266,7 +267,7 @@ def test_fixed_eps_attack_contract(key, norm, model, examples):
     x, y = examples.x[:8].clone(), examples.y[:8].clone()
     x_given, y_given = x.clone(), y.clone()
     before = _snapshot(model)
-    eps = EPS[norm]
+    eps = EPS.get(norm, L1_EPS)
 
     outputs = []
     for salt in (0, 1):  # one attack object, called twice: no state carried between calls
@@ -281,7 +282,8 @@ def test_fixed_eps_attack_contract(key, norm, model, examples):
     assert torch.isfinite(x_adv).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     flat = (x_adv.detach() - x).flatten(1)
-    size = flat.abs().amax(1) if norm == "Linf" else flat.norm(dim=1)
+    sizes = {"Linf": flat.abs().amax(1), "L2": flat.norm(dim=1), "L1": flat.abs().sum(1)}
+    size = sizes[norm]
     assert (size <= eps * (1 + TOLERANCE[0]) + TOLERANCE[1]).all(), (
         f"outside the {norm} ball of {eps}: max norm {float(size.max())}"
     )
