@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import socket
 import sys
 import threading
 import time
@@ -207,8 +208,8 @@ RAY_CONNECT_TIMEOUT_S = 60.0
 
 
 def ray_connect_timeout() -> float:
-    """Seconds to wait for ``ray.init`` (``$BENCHMARK_RAY_CONNECT_TIMEOUT`` overrides): an
-    unreachable ``ray_address`` otherwise retries for minutes, printing warnings."""
+    """Seconds to wait for a ``ray_address`` to answer (``$BENCHMARK_RAY_CONNECT_TIMEOUT``
+    overrides): ``ray.init`` on an unreachable one retries for minutes, printing warnings."""
     value = os.environ.get(RAY_TIMEOUT_ENV, "")
     try:
         seconds = float(value) if value else RAY_CONNECT_TIMEOUT_S
@@ -219,25 +220,22 @@ def ray_connect_timeout() -> float:
     return seconds
 
 
-def _call_bounded(call: Callable[[], object], seconds: float) -> BaseException | None:
-    """Run ``call`` in a daemon thread; its exception, a ``TimeoutError`` when it has not
-    returned after ``seconds`` (the thread is left behind: the run ends with an error), or
-    None."""
-    outcome: list[BaseException | None] = []
-
-    def target() -> None:
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True, name="ray-connect")
-    thread.start()
-    thread.join(seconds)
-    if not outcome:
-        return TimeoutError(f"not done after {seconds} s")
-    return outcome[0]
+def probe_address(address: str, seconds: float) -> str | None:
+    """Why ``address`` (``ray://host:port`` or ``host:port``) cannot be reached by a TCP
+    connection within ``seconds``, or None when it answers or names no host and port
+    (``auto``, ``local``: Ray finds those itself). ``ray.init`` must run in the main thread
+    (it installs signal handlers), so the wait is bounded here, before it is called."""
+    target = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=seconds):
+            return None
+    except TimeoutError:
+        return f"no answer within {seconds:g} s"
+    except OSError as exc:
+        return str(exc) or type(exc).__name__
 
 
 @register_executor("ray", "each job a Ray task (local Ray, or a cluster via ray_address)")
@@ -267,16 +265,17 @@ class RayExecutor(Executor):
             paths = [root, os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
             os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         where = self.spec.ray_address or "a local Ray instance"
-        error = _call_bounded(lambda: ray.init(**options), ray_connect_timeout())
-        if isinstance(error, TimeoutError):
-            raise BenchmarkError(
-                f"executor 'ray': no connection to {where} within {ray_connect_timeout():g} s "
-                f"(unreachable address? ${RAY_TIMEOUT_ENV} sets the wait)"
-            )
-        if isinstance(error, ConnectionError | RuntimeError | ValueError):
-            raise BenchmarkError(f"executor 'ray': cannot start/connect {where}: {error}")
-        if error is not None:
-            raise error
+        if self.spec.ray_address:
+            problem = probe_address(self.spec.ray_address, ray_connect_timeout())
+            if problem is not None:
+                raise BenchmarkError(
+                    f"executor 'ray': cannot reach {where}: {problem} (${RAY_TIMEOUT_ENV} "
+                    "sets the wait)"
+                )
+        try:
+            ray.init(**options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise BenchmarkError(f"executor 'ray': cannot start/connect {where}: {exc}") from None
         self._started = True
 
     def run(self, tasks: Sequence[Task]) -> Iterator[WorkOutcome]:
