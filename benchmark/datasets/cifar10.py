@@ -164,20 +164,51 @@ def download_and_extract(
 
 
 def _folder(options: DatasetOptions) -> Path:
+    return official_folder(
+        options, FOLDER, TRAIN_FILES + TEST_FILES, URL, ARCHIVE_MD5, "CIFAR-10", ARCHIVE_BYTES
+    )
+
+
+def official_folder(
+    options: DatasetOptions,
+    folder_name: str,
+    needed: list[str],
+    url: str,
+    md5: str,
+    what: str,
+    size: int,
+) -> Path:
+    """``<root>/<folder_name>`` holding the ``needed`` files of an official CIFAR archive,
+    downloading and extracting the archive first when asked; else one line naming what is
+    missing (CIFAR-10 and CIFAR-100 alike)."""
     root = Path(options.root)
-    folder = root / FOLDER
-    needed = TRAIN_FILES + TEST_FILES
+    folder = root / folder_name
     if all((folder / name).is_file() for name in needed):
         return folder
     if options.download:
-        download_and_extract(root, URL, ARCHIVE_MD5)
+        download_and_extract(root, url, md5, folder=folder_name, desc=what, size=size)
         return folder
     missing = [name for name in needed if not (folder / name).is_file()]
     raise BenchmarkError(
-        f"dataset.root: CIFAR-10 not found: expected {folder}/{{{','.join(missing)}}}; "
-        f"set 'download: true' to fetch {URL} (MD5-checked) or copy the extracted "
-        f"'{FOLDER}' folder there"
+        f"dataset.root: {what} not found: expected {folder}/{{{','.join(missing)}}}; "
+        f"set 'download: true' to fetch {url} (MD5-checked) or copy the extracted "
+        f"'{folder_name}' folder there"
     )
+
+
+def split_arrays(
+    images: np.ndarray, labels: np.ndarray, split: Split
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x in [0, 1], y, indices) of ``split`` from a CIFAR file set: the official test set
+    as it is, ``train``/``val`` the fixed 45,000/5,000 split of the training images."""
+    indices = (
+        torch.arange(len(labels))
+        if split == "test"
+        else train_val_indices(len(labels), split, N_VAL, SPLIT_SEED)
+    )
+    x = torch.from_numpy(images[indices.numpy()]).float().div_(255.0)
+    y = torch.from_numpy(np.ascontiguousarray(labels[indices.numpy()]))
+    return x, y, indices
 
 
 def fingerprint_cifar10(options: DatasetOptions, split: Split) -> dict[str, Any]:
@@ -201,11 +232,5 @@ def load_cifar10(options: DatasetOptions, split: Split) -> ArrayDataset:
     parts = [_read_batch(folder / name) for name in files]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
-    indices = (
-        torch.arange(len(labels))
-        if split == "test"
-        else train_val_indices(len(labels), split, N_VAL, SPLIT_SEED)
-    )
-    x = torch.from_numpy(images[indices.numpy()]).float().div_(255.0)
-    y = torch.from_numpy(labels[indices.numpy()])
+    x, y, indices = split_arrays(images, labels, split)
     return ArrayDataset("cifar10", split, x, y, CIFAR10_INFO, indices)

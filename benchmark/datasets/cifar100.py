@@ -19,19 +19,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from benchmark.datasets.base import (
     ArrayDataset,
     DataInfo,
     DatasetOptions,
     Split,
     register_dataset,
-    train_val_indices,
 )
-from benchmark.datasets.cifar10 import download_and_extract, read_cifar_pickle
-from benchmark.errors import BenchmarkError
+from benchmark.datasets.cifar10 import (
+    N_VAL,
+    SPLIT_SEED,
+    official_folder,
+    read_cifar_pickle,
+    split_arrays,
+)
 from benchmark.fingerprints import files_fingerprint
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -39,8 +40,6 @@ ARCHIVE_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 ARCHIVE_MAX_BYTES = 180_000_000  # the archive is about 169 MB
 FOLDER = "cifar-100-python"
 FILES = {"train": "train", "val": "train", "test": "test"}
-N_VAL = 5000
-SPLIT_SEED = 0
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 CIFAR100_INFO = DataInfo(num_classes=100, in_channels=3, image_size=(32, 32), mean=MEAN, std=STD)
 CIFAR100_COARSE_INFO = DataInfo(
@@ -49,21 +48,9 @@ CIFAR100_COARSE_INFO = DataInfo(
 
 
 def _folder(options: DatasetOptions) -> Path:
-    root = Path(options.root)
-    folder = root / FOLDER
     needed = sorted(set(FILES.values()))
-    if all((folder / name).is_file() for name in needed):
-        return folder
-    if options.download:
-        download_and_extract(
-            root, URL, ARCHIVE_MD5, folder=FOLDER, desc="CIFAR-100", size=ARCHIVE_MAX_BYTES
-        )
-        return folder
-    missing = [name for name in needed if not (folder / name).is_file()]
-    raise BenchmarkError(
-        f"dataset.root: CIFAR-100 not found: expected {folder}/{{{','.join(missing)}}}; "
-        f"set 'download: true' to fetch {URL} (MD5-checked) or copy the extracted "
-        f"'{FOLDER}' folder there"
+    return official_folder(
+        options, FOLDER, needed, URL, ARCHIVE_MD5, "CIFAR-100", ARCHIVE_MAX_BYTES
     )
 
 
@@ -80,13 +67,7 @@ def _load(options: DatasetOptions, split: Split, coarse: bool) -> ArrayDataset:
     images, labels = read_cifar_pickle(
         _folder(options) / FILES[split], key, classes, "CIFAR-100" + (" coarse" if coarse else "")
     )
-    indices = (
-        torch.arange(len(labels))
-        if split == "test"
-        else train_val_indices(len(labels), split, N_VAL, SPLIT_SEED)
-    )
-    x = torch.from_numpy(images[indices.numpy()]).float().div_(255.0)
-    y = torch.from_numpy(np.ascontiguousarray(labels[indices.numpy()]))
+    x, y, indices = split_arrays(images, labels, split)  # CIFAR-10's 45,000/5,000 split
     name = "cifar100_coarse" if coarse else "cifar100"
     info = CIFAR100_COARSE_INFO if coarse else CIFAR100_INFO
     return ArrayDataset(name, split, x, y, info, indices)
